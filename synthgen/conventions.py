@@ -1,0 +1,185 @@
+"""The conventions every part of synthgen shares: units, joint order, layouts, cameras, crops.
+
+One module so that a joint index, an intrinsics preset or the depth normalisation can never
+disagree between the renderer, the Zarr writer, the models and the exporters.
+
+* Units: millimetres, float32.
+* Camera coordinates: x right, y down, z forward (away from the camera).
+* Pixel coordinates: (u, v) continuous, OpenCV style: the centre of pixel column i is u = i,
+  so u = fx * x / z + cx and v = fy * y / z + cy.
+* Canonical skeleton: 21 joints in HANDS2017 / BigHand order (below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+UNITS = "mm"
+
+# --- canonical skeleton --------------------------------------------------------------------
+
+FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+_F = ("T", "I", "M", "R", "P")
+
+#: HANDS2017 / BigHand order: wrist; the five MCPs; then PIP, DIP, TIP of each finger.
+#: For the thumb, "MCP" is the carpometacarpal joint, "PIP" the anatomical MCP and "DIP" the IP.
+JOINT_NAMES: tuple[str, ...] = (
+    ("Wrist",)
+    + tuple(f"{f}MCP" for f in _F)
+    + tuple(f"{f}{j}" for f in _F for j in ("PIP", "DIP", "TIP"))
+)
+NUM_JOINTS = len(JOINT_NAMES)
+WRIST = 0
+
+
+def finger_chain(finger: int) -> tuple[int, int, int, int]:
+    """Joint indices (MCP, PIP, DIP, TIP) of finger 0..4 (thumb..pinky)."""
+    return (1 + finger, 6 + 3 * finger, 7 + 3 * finger, 8 + 3 * finger)
+
+
+#: Parent of every joint (-1 for the wrist): the bones of the skeleton.
+PARENTS: tuple[int, ...] = tuple(
+    [-1, 0, 0, 0, 0, 0]
+    + [p for f in range(5) for p in (finger_chain(f)[0], finger_chain(f)[1], finger_chain(f)[2])]
+)
+FINGERTIPS: tuple[int, ...] = tuple(finger_chain(f)[3] for f in range(5))
+
+# --- other joint layouts -------------------------------------------------------------------
+
+
+def _idx(*names: str) -> list[int]:
+    return [JOINT_NAMES.index(n) for n in names]
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    """A dataset's joint order, as a function of the canonical 21 joints.
+
+    ``exact`` layouts are a pure permutation. The others (NYU, ICVL) name points that the
+    21-joint skeleton does not carry exactly (NYU's wrist sides and palm centre, ICVL's palm);
+    they are the documented nearest anatomical equivalents, so conversions *to* them are
+    well-defined and conversions *from* them are not offered.
+    """
+
+    name: str
+    joint_names: tuple[str, ...]
+    exact: bool
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    def from_canonical(self, joints: np.ndarray) -> np.ndarray:
+        """(..., 21, 3) canonical joints → (..., J, 3) in this layout (same coordinates)."""
+        return _CONVERTERS[self.name](np.asarray(joints))
+
+    def to_canonical(self, joints: np.ndarray) -> np.ndarray:
+        """(..., J, 3) → (..., 21, 3); only for exact layouts."""
+        if not self.exact:
+            raise ValueError(f"layout {self.name!r} does not determine all 21 canonical joints")
+        inverse = np.argsort(_PERMUTATIONS[self.name])
+        return np.asarray(joints)[..., inverse, :]
+
+
+_MSRA_ORDER = _idx(
+    "Wrist",
+    "IMCP", "IPIP", "IDIP", "ITIP",
+    "MMCP", "MPIP", "MDIP", "MTIP",
+    "RMCP", "RPIP", "RDIP", "RTIP",
+    "PMCP", "PPIP", "PDIP", "PTIP",
+    "TMCP", "TPIP", "TDIP", "TTIP",
+)  # fmt: skip
+_ICVL_ORDER = _idx(
+    "Wrist",
+    "TMCP", "TPIP", "TTIP",
+    "IMCP", "IPIP", "ITIP",
+    "MMCP", "MPIP", "MTIP",
+    "RMCP", "RPIP", "RTIP",
+    "PMCP", "PPIP", "PTIP",
+)  # fmt: skip
+_PERMUTATIONS = {"hands2017": list(range(NUM_JOINTS)), "msra": _MSRA_ORDER}
+
+
+def _nyu14(j: np.ndarray) -> np.ndarray:
+    """NYU's 14 evaluated joints: P1 P2 R1 R2 M1 M2 I1 I2 T1 T2 T3 W1 W2 C.
+
+    Tips and PIPs map directly; T2 = thumb IP, T3 = thumb MCP; W1/W2 are the ulnar/radial
+    sides of the wrist, placed 40 % of the pinky-to-index MCP span from the wrist; C is
+    the palm centre (mean of wrist and the four finger MCPs).
+    """
+    ids = _idx("PTIP", "PPIP", "RTIP", "RPIP", "MTIP", "MPIP", "ITIP", "IPIP", "TTIP", "TDIP", "TPIP")
+    wrist = j[..., WRIST, :]
+    span = j[..., JOINT_NAMES.index("IMCP"), :] - j[..., JOINT_NAMES.index("PMCP"), :]
+    w1 = wrist - 0.2 * span
+    w2 = wrist + 0.2 * span
+    centre = j[..., _idx("Wrist", "IMCP", "MMCP", "RMCP", "PMCP"), :].mean(axis=-2)
+    return np.concatenate([j[..., ids, :], w1[..., None, :], w2[..., None, :], centre[..., None, :]], axis=-2)
+
+
+_CONVERTERS = {
+    "hands2017": lambda j: j[..., _PERMUTATIONS["hands2017"], :],
+    "msra": lambda j: j[..., _MSRA_ORDER, :],
+    "icvl": lambda j: j[..., _ICVL_ORDER, :],
+    "nyu": _nyu14,
+}
+
+LAYOUTS: dict[str, JointLayout] = {
+    "hands2017": JointLayout("hands2017", JOINT_NAMES, exact=True),
+    "msra": JointLayout("msra", tuple(JOINT_NAMES[i] for i in _MSRA_ORDER), exact=True),
+    "icvl": JointLayout("icvl", ("Palm",) + tuple(JOINT_NAMES[i] for i in _ICVL_ORDER[1:]), exact=False),
+    "nyu": JointLayout(
+        "nyu", ("P1", "P2", "R1", "R2", "M1", "M2", "I1", "I2", "T1", "T2", "T3", "W1", "W2", "C"), exact=False
+    ),
+}
+
+
+def msra_file_to_camera(xyz: np.ndarray) -> np.ndarray:
+    """MSRA15's joint.txt stores y up and z negative; flip both into camera coordinates."""
+    return np.asarray(xyz) * np.array([1.0, -1.0, -1.0], dtype=np.float32)
+
+
+camera_to_msra_file = msra_file_to_camera  # the flip is its own inverse
+
+# --- cameras -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels, OpenCV convention (pixel centres at integers)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+CAMERAS: dict[str, Intrinsics] = {
+    "nyu": Intrinsics(588.03, 587.07, 320.0, 240.0, 640, 480),
+    "icvl": Intrinsics(241.42, 241.42, 160.0, 120.0, 320, 240),
+    "msra": Intrinsics(241.42, 241.42, 160.0, 120.0, 320, 240),
+    "hands2017": Intrinsics(475.066, 475.066, 315.945, 245.287, 640, 480),
+}
+DEFAULT_CAMERA = "hands2017"
+
+# --- training crops ------------------------------------------------------------------------
+
+CROP_SIZE = 128  # pixels, square
+CUBE_MM = 250.0  # edge of the cube around the hand centre (Crossing Nets / V2V for HANDS2017)
+BACKGROUND = 1.0  # normalised value of missing depth and of anything behind the cube
+
+NORMALISATION = (
+    "depth_norm = clip((depth_mm - center_z) / (cube_mm / 2), -1, 1); missing depth (0) and "
+    "depth behind the cube -> +1; depth in front of the cube -> -1. The crop is the square "
+    "[u_c - f*s, u_c + f*s] x [v_c - f*s, v_c + f*s], s = cube_mm / (2 * center_z), (u_c, v_c) "
+    "the projection of center, resampled to crop_size^2 by nearest pixel centre; equivalently a "
+    "pinhole camera with f_crop = crop_size * center_z / cube_mm and principal point "
+    "(crop_size - 1) / 2 - f_crop * center_xy / center_z."
+)
