@@ -41,6 +41,10 @@ class OneLineErrors(TyperGroup):
             if _debug:
                 raise
             _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), 1)
+        except Exception as e:  # a bug: say so in one line, the traceback is one flag away
+            if _debug:
+                raise
+            _fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -108,7 +112,7 @@ def render(
     from synthgen.hand.noise import SensorNoise
 
     source = BaselineRenderer(seed=seed, camera_name=camera.value, noise=SensorNoise() if noise else None)
-    metadata = StoreMetadata.for_camera(camera.value, producer="render", seed=seed, params=source.params())
+    metadata = StoreMetadata(producer="render", seed=seed, camera=camera.value, parameters=source.params())
     writer = StoreWriter.create(out, n, metadata, overwrite=overwrite)
     start = time.perf_counter()
     with _progress(n, "render") as advance:

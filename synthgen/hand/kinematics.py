@@ -7,6 +7,7 @@ exactly the same transforms (so depth and joints agree by construction).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -111,6 +112,13 @@ def forward_kinematics(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
     return joints, rotations
 
 
+@functools.lru_cache(maxsize=1)
+def _rest_frames() -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints and frames of the rest pose (float64), the reference every skinning map starts from."""
+    rest = HandPose.rest(1)
+    return forward_kinematics(HandPose(*(t.double() for t in vars(rest).values())))
+
+
 def skinning_transforms(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-joint affine maps from the rest mesh (hand frame, scale 1) to the posed camera frame.
 
@@ -118,10 +126,7 @@ def skinning_transforms(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
     A[:, j] @ v + b[:, j]. A includes the hand's scale, so bone offsets scale with the bones.
     """
     joints, rotations = forward_kinematics(pose)
-    rest = HandPose.rest(1)
-    rest_joints, rest_rot = forward_kinematics(
-        HandPose(*(t.to(dtype=pose.angles.dtype, device=pose.angles.device) for t in vars(rest).values()))
-    )
+    rest_joints, rest_rot = (t.to(dtype=pose.angles.dtype, device=pose.angles.device) for t in _rest_frames())
     scale = pose.scale.to(pose.angles.dtype).reshape(-1, 1, 1, 1)
     A = scale * rotations @ rest_rot.transpose(-1, -2)  # (B, 21, 3, 3)
     b = joints - (A @ rest_joints[..., None])[..., 0]

@@ -1,0 +1,288 @@
+"""The hand mesh asset, linear-blend skinning and the depth renderer.
+
+The renderer tests pin the two conventions that silently corrupt training data when wrong:
+pixel centres (OpenCV, column i at u = i) and metric depth (z, not distance along the ray).
+The fingertip test checks what the data promises: rendered depth and joint labels agree.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from packaging.version import Version
+from scipy.spatial.transform import Rotation
+
+from synthgen.conventions import CAMERAS, FINGERTIPS, NUM_JOINTS, PARENTS, Intrinsics, finger_chain
+from synthgen.hand import camera, skeleton
+from synthgen.hand.kinematics import HandPose, forward_kinematics
+from synthgen.hand.mesh import DEFAULT_MESH_PATH, HandMesh, pose_vertices
+from synthgen.hand.render import DepthRenderer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CROP = camera.crop_intrinsics(np.array([30.0, -20.0, 450.0]))
+
+
+@pytest.fixture(scope="module")
+def mesh() -> HandMesh:
+    return HandMesh.load()
+
+
+@pytest.fixture(scope="module")
+def crop_renderer():
+    with DepthRenderer(CROP.width, CROP.height) as renderer:
+        yield renderer
+
+
+def _facing_poses(rng: np.random.Generator, count: int) -> HandPose:
+    """Random articulations seen from the back or the palm (tilted up to 35°, any roll), with
+    the hand centre 350-600 mm from the camera."""
+    lower, upper = skeleton.ANGLE_LIMITS[:, 0], skeleton.ANGLE_LIMITS[:, 1]
+    angles = rng.uniform(lower, upper, size=(count, skeleton.NUM_ANGLES))
+    back_to_camera = Rotation.from_rotvec(np.outer(rng.random(count) < 0.5, [np.pi, 0.0, 0.0]))
+    roll = Rotation.from_rotvec(np.outer(rng.uniform(-np.pi, np.pi, count), [0.0, 0.0, 1.0]))
+    tilt_direction = rng.uniform(0, 2 * np.pi, count)
+    tilt_axis = np.column_stack([np.cos(tilt_direction), np.sin(tilt_direction), np.zeros(count)])
+    tilt = Rotation.from_rotvec(tilt_axis * np.radians(rng.uniform(0, 35, count))[:, None])
+    rotation = torch.tensor((tilt * roll * back_to_camera).as_rotvec(), dtype=torch.float32)
+    pose = HandPose(rotation, torch.zeros(count, 3), torch.tensor(angles, dtype=torch.float32), torch.ones(count))
+    centers = camera.hand_center(forward_kinematics(pose)[0].numpy())
+    targets = np.column_stack([rng.uniform(-60, 60, (count, 2)), rng.uniform(350, 600, count)])
+    pose.translation = torch.tensor(targets - centers, dtype=torch.float32)
+    return pose
+
+
+def _quad(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two triangles, counter-clockwise seen from the camera (which looks down +z, y down)."""
+    return corners.astype(np.float32), np.array([[0, 2, 1], [0, 3, 2]], dtype=np.int32)
+
+
+# --- the asset ------------------------------------------------------------------------------
+
+
+def test_asset_loads_without_pickle_and_is_small(mesh):
+    assert DEFAULT_MESH_PATH.stat().st_size < 2_000_000
+    with np.load(DEFAULT_MESH_PATH, allow_pickle=False) as data:
+        assert int(data["version"]) >= 1
+    assert 8_000 <= len(mesh.faces) <= 20_000
+
+
+def test_mesh_is_one_closed_outward_shell(mesh):
+    surface = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    assert surface.is_watertight and surface.is_winding_consistent
+    assert surface.body_count == 1
+    assert 250_000 < surface.volume < 600_000  # mm³: a hand and a short forearm stub
+
+
+def test_skin_weights_are_valid_and_fingers_do_not_share_vertices(mesh):
+    assert np.all(mesh.skin_weights >= 0)
+    np.testing.assert_allclose(mesh.skin_weights.sum(axis=1), 1.0, atol=1e-5)
+    weighted = mesh.skin_weights > 0
+    assert not np.isin(mesh.skin_joints[weighted], FINGERTIPS).any(), "TIP joints carry no bone"
+    finger_of_joint = np.full(NUM_JOINTS, -1)
+    for finger in range(5):
+        finger_of_joint[list(finger_chain(finger))] = finger
+    fingers = np.where(weighted, finger_of_joint[mesh.skin_joints], -1)
+    fingers_per_vertex = [len(set(row) - {-1}) for row in fingers]
+    assert max(fingers_per_vertex) == 1
+
+
+def test_load_names_the_bad_array(tmp_path, mesh):
+    path = tmp_path / "bad.npz"
+    np.savez(path, vertices=mesh.vertices[:, :2], faces=mesh.faces, skin_joints=mesh.skin_joints,
+             skin_weights=mesh.skin_weights)
+    with pytest.raises(ValueError, match="vertices"):
+        HandMesh.load(path)
+
+
+# --- skinning -------------------------------------------------------------------------------
+
+
+def test_rest_pose_reproduces_the_asset(mesh):
+    posed = pose_vertices(mesh, HandPose.rest(2))
+    assert posed.shape == (2, len(mesh.vertices), 3)
+    np.testing.assert_allclose(posed[1].numpy(), mesh.vertices, atol=1e-3)
+
+
+def test_flat_hand_moves_rigidly(mesh):
+    rotation = Rotation.from_rotvec([0.3, -1.2, 2.0])
+    translation = np.array([10.0, -20.0, 400.0])
+    pose = HandPose(
+        torch.tensor(rotation.as_rotvec(), dtype=torch.float32)[None],
+        torch.tensor(translation, dtype=torch.float32)[None],
+        torch.zeros(1, skeleton.NUM_ANGLES),
+        torch.tensor([1.1]),
+    )
+    expected = 1.1 * rotation.apply(mesh.vertices) + translation
+    np.testing.assert_allclose(pose_vertices(mesh, pose)[0].numpy(), expected, atol=1e-2)
+
+
+# --- renderer conventions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*CAMERAS, "crop"])
+def test_sphere_lands_on_its_projected_pixel(name):
+    cam = CROP if name == "crop" else CAMERAS[name]
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=6.0)
+    rng = np.random.default_rng(1)
+    with DepthRenderer(cam.width, cam.height, faces=sphere.faces) as renderer:
+        for _ in range(3):
+            center_uv = rng.uniform([0.3 * cam.width, 0.3 * cam.height], [0.7 * cam.width, 0.7 * cam.height])
+            center = camera.unproject(np.array([*center_uv, rng.uniform(350, 600)]), cam)
+            depth = renderer.render(sphere.vertices + center, cam)
+            rows, cols = np.nonzero(depth)
+            assert len(rows) > 20
+            assert abs(cols.mean() - center_uv[0]) < 0.5 and abs(rows.mean() - center_uv[1]) < 0.5
+
+
+def test_tilted_plane_matches_pixel_centre_rays_exactly():
+    """Depth at pixel (i, r) is the plane's z on the ray through u = i, v = r; a half-pixel
+    error in the principal point would show up here as ~0.4 mm."""
+    normal = np.array([0.4, -0.3, 1.0])
+    point = np.array([0.0, 0.0, 450.0])
+    span = 400.0
+    xy = np.array([[-span, -span], [span, -span], [span, span], [-span, span]])
+    z = point[2] - (xy @ normal[:2]) / normal[2]
+    vertices, faces = _quad(np.column_stack([xy, z]))
+    with DepthRenderer(CROP.width, CROP.height, faces=faces) as renderer:
+        depth = renderer.render(vertices, CROP)
+    cols, rows = np.meshgrid(np.arange(CROP.width), np.arange(CROP.height))
+    rays = np.stack([(cols - CROP.cx) / CROP.fx, (rows - CROP.cy) / CROP.fy, np.ones(cols.shape)], axis=-1)
+    expected = (point @ normal) / (rays @ normal)
+    assert np.all(depth > 0)
+    np.testing.assert_allclose(depth, expected, atol=0.02)
+
+
+def test_depth_is_metric_z_not_ray_length():
+    cam = CAMERAS["hands2017"]
+    vertices, faces = _quad(np.array([[-900, -900, 500], [900, -900, 500], [900, 900, 500], [-900, 900, 500]]))
+    with DepthRenderer(cam.width, cam.height, faces=faces) as renderer:
+        depth = renderer.render(vertices, cam)
+    np.testing.assert_allclose(depth, 500.0, atol=0.01)  # ray length at the corners is ~ 590 mm
+
+
+def test_rendering_is_deterministic_and_checks_its_inputs(mesh, crop_renderer):
+    vertices = pose_vertices(mesh, _facing_poses(np.random.default_rng(2), 1))[0].numpy()
+    first = crop_renderer.render(vertices, CROP)
+    assert first.dtype == np.float32 and first.shape == (CROP.height, CROP.width)
+    assert np.array_equal(first, crop_renderer.render(vertices, CROP))
+    with pytest.raises(ValueError, match="vertices"):
+        crop_renderer.render(vertices[:-1], CROP)
+    with pytest.raises(ValueError, match="64x64"):
+        crop_renderer.render(vertices, Intrinsics(50, 50, 32, 32, 64, 64))
+
+
+def test_closing_one_renderer_leaves_the_others_working(mesh, crop_renderer):
+    vertices = pose_vertices(mesh, _facing_poses(np.random.default_rng(3), 1))[0].numpy()
+    before = crop_renderer.render(vertices, CROP)
+    with DepthRenderer(CROP.width, CROP.height) as short_lived:
+        short_lived.render(vertices, CROP)
+    assert np.array_equal(before, crop_renderer.render(vertices, CROP))
+    with pytest.raises(RuntimeError, match="close"):
+        short_lived.render(vertices, CROP)
+
+
+def test_process_keeps_its_backend(crop_renderer):
+    other = {"egl": "osmesa", "osmesa": "egl"}[crop_renderer.backend]
+    with pytest.raises(RuntimeError, match="cannot switch"):
+        DepthRenderer(8, 8, backend=other)
+
+
+# --- depth and joints agree -----------------------------------------------------------------
+
+
+def test_rendered_fingertips_lie_just_in_front_of_tip_joints(mesh, crop_renderer):
+    """Where a fingertip is seen, the surface at its joint's pixel is 0-15 mm in front of it.
+
+    "Seen" means the surface at that pixel belongs to the fingertip: its depth lies within
+    [z - 20, z + 5] of the joint (anything nearer is another part in front of it), and the
+    distal phalanx does not point away from the camera within 35° of the line of sight (the
+    ray to the tip would then run along the phalanx: the tip is hidden by its own finger).
+    """
+    pose = _facing_poses(np.random.default_rng(0), 240)
+    joints = forward_kinematics(pose)[0].numpy()
+    vertices = pose_vertices(mesh, pose).numpy()
+    tips, distal = list(FINGERTIPS), [PARENTS[tip] for tip in FINGERTIPS]
+    visible = passed = in_image = 0
+    for hand_joints, hand_vertices in zip(joints, vertices):
+        crop = camera.crop_intrinsics(camera.hand_center(hand_joints))
+        depth = crop_renderer.render(hand_vertices, crop)
+        bones = hand_joints[tips] - hand_joints[distal]
+        sight = hand_joints[tips] / np.linalg.norm(hand_joints[tips], axis=1, keepdims=True)
+        end_on = np.sum(bones * sight, axis=1) > np.cos(np.radians(35)) * np.linalg.norm(bones, axis=1)
+        for (u, v, z), hidden_by_own_finger in zip(camera.project(hand_joints[tips], crop), end_on):
+            col, row = round(u), round(v)
+            if not (0 <= col < crop.width and 0 <= row < crop.height):
+                continue
+            in_image += 1
+            surface = depth[row, col]
+            if surface > 0 and z - 20 <= surface <= z + 5 and not hidden_by_own_finger:
+                visible += 1
+                passed += 0 <= z - surface <= 15
+    assert visible >= 0.5 * in_image, f"only {visible} of {in_image} fingertips visible"
+    assert passed >= 0.95 * visible, f"{passed} of {visible} visible fingertips within 0-15 mm"
+
+
+# --- resources ------------------------------------------------------------------------------
+
+_RSS_PROBE = textwrap.dedent(
+    """
+    import numpy as np
+    from synthgen.hand import camera
+    from synthgen.hand.kinematics import HandPose
+    from synthgen.hand.mesh import HandMesh, pose_vertices
+    from synthgen.hand.render import DepthRenderer
+
+    def rss_mb():
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+    vertices = pose_vertices(HandMesh.load(), HandPose.rest(1))[0].numpy() + np.float32([0, 0, 400])
+    crop = camera.crop_intrinsics(np.array([0.0, 90.0, 400.0]))
+    small = camera.crop_intrinsics(np.array([0.0, 90.0, 400.0]), size=64)
+    first, second = DepthRenderer(128, 128), DepthRenderer(64, 64)
+    for _ in range(20):
+        first.render(vertices, crop), second.render(vertices, small)
+    before = rss_mb()
+    for _ in range(250):
+        a, b = first.render(vertices, crop), second.render(vertices, small)
+    assert (a > 0).sum() > 1000 and (b > 0).sum() > 250
+    print(first.backend, rss_mb() - before)
+    """
+)
+
+
+def _backend_missing(backend: str) -> str | None:
+    """Why `backend` cannot render on this machine, or None."""
+    if ctypes.util.find_library({"egl": "EGL", "osmesa": "OSMesa"}[backend]) is None:
+        return f"no {backend} library"
+    if backend == "osmesa" and Version(importlib.metadata.version("PyOpenGL")) < Version("3.1.7"):
+        return "OSMesa needs PyOpenGL >= 3.1.7"
+    return None
+
+
+@pytest.mark.parametrize("backend", ["osmesa", "egl"])
+def test_two_renderers_over_500_frames_do_not_grow_memory(backend):
+    """Regression for pyrender's per-frame shader recompilation under OSMesa (~0.5 MB/frame).
+    A fresh process, because the OpenGL backend is fixed per process."""
+    if reason := _backend_missing(backend):
+        pytest.skip(reason)
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "SYNTHGEN_GL": backend, "PYTHONPATH": python_path}
+    env.pop("PYOPENGL_PLATFORM", None)
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    used_backend, growth_mb = result.stdout.split()
+    assert used_backend == backend
+    assert float(growth_mb) < 5.0
