@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -152,6 +153,370 @@ def preview(
               for i in range(len(batch))]
     iio.imwrite(out, grid(panels, columns))
     typer.echo(f"wrote {out} ({len(panels)} crops)")
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "default"
+ModelOption = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
+
+
+def _load_model(path: Optional[Path]):
+    from synthgen.models import load
+
+    path = path or DEFAULT_MODEL
+    if not path.exists():
+        raise InputError(f"model not found: {path}" + (" (the default model is not installed)" if path == DEFAULT_MODEL else ""))
+    return load(path)
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Option("--recipe", help="Training recipe (TOML), see recipes/.")],
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in the recipe's out_dir.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Override the recipe's out_dir.")] = None,
+) -> None:
+    """Train Crossing Nets on one or more stores: VAE → GAN pre-training → joint training → eval."""
+    from synthgen.data.loading import load_arrays
+    from synthgen.models.config import Recipe
+    from synthgen.models.train import TrainingData
+    from synthgen.models.train import train as run_training
+
+    if not recipe.is_file():
+        raise InputError(f"recipe not found: {recipe}")
+    r = Recipe.from_toml(recipe)
+    stores = [Path(s) for s in r.data.stores]
+    if not stores:
+        raise InputError(f"{recipe}: data.stores names no store to train on")
+    depth, pose, center, digest = load_arrays(stores)
+    data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest)
+    total = r.vae.steps + (0 if r.losses.supervised_only else r.gan.steps) + r.joint.warmup_steps + r.joint.steps \
+        + r.posterior.steps
+    with _progress(total, "train") as advance:
+        def hook(event: dict) -> None:
+            if event["stage"] != "eval":
+                advance(1)
+        model = run_training(r, data, out_dir, progress=hook, resume=resume)
+    results = json.loads((Path(out_dir or r.out_dir) / "eval.json").read_text())
+    typer.echo(f"trained {r.name}: held-out mean joint error {results['pose']['mean_joint_error_mm']:.2f} mm, "
+               f"G(Ali(Enc(pose))) IoU {results['generator']['iou_mean']:.3f}; model {model.checksum[:12]} "
+               f"in {Path(out_dir or r.out_dir) / 'model'}")
+
+
+@app.command()
+def estimate(
+    store: Annotated[Path, typer.Argument(help="A store of depth crops (with their crop centres).")],
+    model: ModelOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the poses (N, 21, 3) mm as .npy.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics against the store's poses as JSON.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 256,
+) -> None:
+    """Depth → pose through the model's posterior path."""
+    import numpy as np
+    import torch
+
+    from synthgen.data.reader import open_store
+    from synthgen.models.evaluate import pose_metrics
+
+    if out is not None and out.suffix != ".npy":
+        raise InputError(f"--out must end in .npy, got {out.name}")
+    if out is not None and out.exists():
+        raise InputError(f"{out} already exists; remove it first")
+    net = _load_model(model)
+    data = open_store(store)
+    poses = np.empty((len(data), 21, 3), dtype=np.float32)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(data), batch_size):
+            batch = data.read(slice(i, min(i + batch_size, len(data))))
+            poses[i:i + len(batch)] = net.estimate(torch.from_numpy(batch.depth), torch.from_numpy(batch.center)).numpy()
+    elapsed = time.perf_counter() - start
+    if out is not None:
+        np.save(out, poses)
+    if as_json:
+        metrics = pose_metrics(poses, data.pose[:])
+        metrics.update(num_samples=len(data), frames_per_s=len(data) / elapsed, model_checksum=net.checksum)
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        typer.echo(f"estimated {len(data)} poses in {elapsed:.2f} s ({len(data) / elapsed:,.0f} frames/s)"
+                   + (f" -> {out}" if out else ""))
+
+
+# --- sampling from the model (synthgen.sampling) -----------------------------------------------
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    auto = "auto"
+
+
+class PoseLayout(str, Enum):
+    hands2017 = "hands2017"
+    msra = "msra"
+    nyu = "nyu"
+    icvl = "icvl"
+
+
+class PathMode(str, Enum):
+    linear = "linear"
+    slerp = "slerp"
+
+
+class LatentPriorKind(str, Enum):
+    standard = "standard"
+    fitted = "fitted"
+
+
+SamplingModel = Annotated[Optional[Path], typer.Option(
+    "--model", help="Model directory (config.json + model.safetensors); default: assets/models/default.")]
+DeviceOption = Annotated[Device, typer.Option(help="Where the networks run (auto: cuda when available).")]
+PrecisionOption = Annotated[Precision, typer.Option(
+    help="Generator arithmetic: bf16 is used only if it moves no depth pixel by more than 1 mm (checked at start).")]
+BatchOption = Annotated[int, typer.Option(
+    "--batch-size", min=1, max=65536,
+    help="Samples per pipeline step (progress granularity). Networks always run on fixed 256-sample blocks, "
+         "so the output does not depend on it.")]
+VideoOption = Annotated[Optional[Path], typer.Option("--video", help="Write a video: out.mp4 or out.gif.")]
+FpsOption = Annotated[float, typer.Option(min=1.0, max=120.0, help="Video frame rate.")]
+PriorOption = Annotated[LatentPriorKind, typer.Option(
+    help="Pose-latent prior: standard = the VAE prior N(0, I); fitted = the Gaussian of the training poses' latents.")]
+
+
+def _stored_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in Path(path).rglob("*") if entry.is_file())
+
+
+def _summary(n: int, what: str, out: Path, elapsed: float) -> str:
+    return (f"wrote {n} {what} to {out} in {elapsed:.1f} s ({n / max(elapsed, 1e-9):,.0f} samples/s, "
+            f"{_stored_bytes(out) / 1e6:,.1f} MB on disk)")
+
+
+def _refuse_existing(out: Optional[Path], overwrite: bool) -> None:
+    if out is not None and out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+
+
+def _model_params(model: Optional[Path]) -> str:
+    from synthgen.sampling import DEFAULT_MODEL_DIR
+
+    return str((model or DEFAULT_MODEL_DIR).resolve())
+
+
+@app.command()
+def sample(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")],
+    out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
+    model: SamplingModel = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed: with the model, the store is a pure function of it.")] = 0,
+    batch_size: BatchOption = 1024,
+    device: DeviceOption = Device.cpu,
+    precision: PrecisionOption = Precision.fp32,
+    truncation: Annotated[Optional[float], typer.Option(
+        help="Truncate every prior dimension to [-T, T] standard deviations (fewer, more typical hands).")] = None,
+    prior: PriorOption = LatentPriorKind.standard,
+    noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model to the depth.")] = False,
+    camera: Annotated[Camera, typer.Option(help="Sensor whose frame the crops are placed in.")] = Camera.hands2017,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (CPU only).")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted run of the same command (same seed, model "
+                                               "and options).")] = False,
+) -> None:
+    """Sample the prior: latents → pose (VAE decoder) + depth (generator) → a store with latents."""
+    from synthgen.data.schema import StoreMetadata
+    from synthgen.data.writer import StoreWriter
+    from synthgen.hand.noise import SensorNoise
+    from synthgen.sampling import CropCenters, LatentPrior, PriorSource, load_model, resolve_device, write_store
+
+    latent_prior = LatentPrior(truncation, prior.value)
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    dev = resolve_device(device.value)
+    if workers > 1 and dev.type != "cpu":
+        raise InputError("--workers > 1 runs CPU processes; use --workers 1 with --device cuda")
+    if not resume:
+        _refuse_existing(out, overwrite)
+    net = load_model(model)
+    source = PriorSource(net, seed=seed, prior=latent_prior, centers=CropCenters(camera.value),
+                         noise=SensorNoise() if noise else None, device=dev.type, precision=precision.value,
+                         batch_size=batch_size)
+    bf16_error = source.pipeline.bf16_error_mm  # resolves --precision (bf16 check) before anything is written
+    params = {**source.params(), "model": _model_params(model), "bf16_max_error_mm": bf16_error}
+    metadata = StoreMetadata(producer="sample", seed=seed, camera=camera.value, model_checksum=net.checksum,
+                             parameters=params)
+    if resume:
+        writer = StoreWriter.open_existing(out)
+        _check_same_run(writer, metadata, n)
+    else:
+        writer = StoreWriter.create(out, n, metadata, with_latent=True, overwrite=overwrite)
+    source.chunk_size = writer.chunk_size
+    todo = sum(writer.chunk_bounds(c)[1] - writer.chunk_bounds(c)[0] for c in writer.missing_chunks())
+    start = time.perf_counter()
+    with _progress(todo, "sample") as advance:
+        path = write_store(writer, source, workers=workers, on_progress=advance)
+    typer.echo(_summary(todo, "samples", path, time.perf_counter() - start))
+
+
+def _check_same_run(writer, metadata, n: int) -> None:
+    """A resumed run must be the run that started the store, or it would mix two datasets."""
+    old = writer.metadata
+    now_params = json.loads(json.dumps(metadata.parameters))  # tuples → lists, as stored
+    changed = sorted(k for k in set(old.parameters) | set(now_params)
+                     if k != "model" and old.parameters.get(k) != now_params.get(k))  # the checksum names the model
+    for name, before, now in (("--n", writer.num_samples, n), ("--seed", old.seed, metadata.seed),
+                              ("--camera", old.camera, metadata.camera),
+                              ("model", old.model_checksum, metadata.model_checksum),
+                              (f"option {changed[0] if changed else ''}", bool(changed), False)):
+        if before != now:
+            raise InputError(f"--resume: {name} differs from the interrupted run's; rerun with its options or pass "
+                             f"--overwrite to start again")
+
+
+@app.command()
+def generate(
+    poses: Annotated[Path, typer.Option("--poses", help="Poses in mm: .npy (N, 21, 3), .csv (N rows of 63) or a store.")],
+    out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
+    layout: Annotated[PoseLayout, typer.Option(help="Joint order of the file (a permutation of the 21 joints).")
+                      ] = PoseLayout.hands2017,
+    model: SamplingModel = None,
+    camera: Annotated[Camera, typer.Option(help="Sensor the poses' camera coordinates belong to.")] = Camera.hands2017,
+    noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model to the depth.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the sensor noise.")] = 0,
+    batch_size: BatchOption = 1024,
+    device: DeviceOption = Device.cpu,
+    precision: PrecisionOption = Precision.fp32,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
+) -> None:
+    """Pose-conditioned generation: given poses → VAE encoder → generator → depth, one crop per pose."""
+    from synthgen.data.schema import StoreMetadata
+    from synthgen.data.writer import StoreWriter
+    from synthgen.hand.noise import SensorNoise
+    from synthgen.sampling import PoseSource, load_model, load_poses, resolve_device, write_store
+
+    joints = load_poses(poses, layout.value)
+    dev = resolve_device(device.value)
+    _refuse_existing(out, overwrite)
+    net = load_model(model)
+    source = PoseSource(net, joints=joints, seed=seed, noise=SensorNoise() if noise else None, device=dev.type,
+                        precision=precision.value, batch_size=batch_size)
+    bf16_error = source.pipeline.bf16_error_mm
+    params = {**source.params(), "poses": str(poses.resolve()), "layout": layout.value, "model": _model_params(model),
+              "bf16_max_error_mm": bf16_error}
+    metadata = StoreMetadata(producer="generate", seed=seed if noise else None, camera=camera.value,
+                             model_checksum=net.checksum, parameters=params)
+    writer = StoreWriter.create(out, len(joints), metadata, with_latent=True, overwrite=overwrite)
+    source.chunk_size = writer.chunk_size
+    start = time.perf_counter()
+    with _progress(len(joints), "generate") as advance:
+        path = write_store(writer, source, on_progress=advance)
+    typer.echo(_summary(len(joints), "samples", path, time.perf_counter() - start))
+
+
+def _write_path(kind: str, codes, centers, net, pipeline, *, out: Optional[Path], video: Optional[Path], fps: float,
+                overwrite: bool, camera: str, seed: Optional[int], params: dict) -> None:
+    """Shared tail of `interpolate` and `walk`: frames → store and/or video, then one summary line."""
+    from synthgen.data.schema import StoreMetadata
+    from synthgen.data.writer import StoreWriter
+    from synthgen.sampling import write_sequence
+
+    writer = None
+    if out is not None:
+        metadata = StoreMetadata(producer=kind, seed=seed, camera=camera, model_checksum=net.checksum,
+                                 parameters=params)
+        writer = StoreWriter.create(out, len(codes), metadata, with_latent=True, overwrite=overwrite)
+    start = time.perf_counter()
+    with _progress(len(codes), kind) as advance:
+        result = write_sequence(pipeline, codes, centers, writer=writer, video_path=video, fps=fps,
+                                mode=params["mode"], on_progress=advance)
+    elapsed = time.perf_counter() - start
+    targets = " and ".join(str(p) for p in (result["store"], result["video"]) if p is not None)
+    if video is not None and not result["mesh"]:
+        typer.echo("synthgen: note: the video's mesh panel is empty: synthgen.hand.ik is not available", err=True)
+    typer.echo(f"wrote {len(codes)} frames ({params['mode']}) to {targets} in {elapsed:.1f} s")
+
+
+def _check_path_outputs(out: Optional[Path], video: Optional[Path], overwrite: bool, frames: int) -> None:
+    from synthgen.sampling.video import check_video_path
+
+    if out is None and video is None:
+        raise InputError("nothing to write: give --out STORE and/or --video FILE")
+    if video is not None:
+        check_video_path(video, overwrite, frames)
+    _refuse_existing(out, overwrite)
+
+
+@app.command()
+def interpolate(
+    from_: Annotated[str, typer.Option("--from", help="Start: pose.npy|.csv (one pose), store.zarr:INDEX or seed:N.")],
+    to: Annotated[str, typer.Option("--to", help="End, as --from.")],
+    steps: Annotated[int, typer.Option("--steps", min=2, max=100000, help="Frames, endpoints included.")],
+    mode: Annotated[PathMode, typer.Option(help="Pose-latent path: straight line or great circle.")] = PathMode.slerp,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the frames as a store.")] = None,
+    video: VideoOption = None,
+    fps: FpsOption = 24.0,
+    layout: Annotated[PoseLayout, typer.Option(help="Joint order of pose-file endpoints.")] = PoseLayout.hands2017,
+    model: SamplingModel = None,
+    camera: Annotated[Camera, typer.Option(help="Sensor recorded in the store.")] = Camera.hands2017,
+    device: DeviceOption = Device.cpu,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Interpolate between two poses / samples in latent space (linear or slerp) → store and/or video."""
+    from synthgen.sampling import SamplingPipeline, interpolate_codes, load_model, resolve_device, resolve_endpoint
+    from synthgen.sampling.interpolate import interpolate_centers
+
+    _check_path_outputs(out, video, overwrite, steps)
+    dev = resolve_device(device.value)
+    net = load_model(model)
+    pipeline = SamplingPipeline(net, device=dev)
+    a = resolve_endpoint(from_, pipeline, layout=layout.value)
+    b = resolve_endpoint(to, pipeline, layout=layout.value)
+    codes = interpolate_codes(a.code, b.code, steps, mode.value)
+    centers = interpolate_centers(a.center, b.center, steps)
+    params = {"mode": mode.value, "steps": steps, "from": a.to_dict(), "to": b.to_dict(), "model": _model_params(model)}
+    _write_path("interpolate", codes, centers, net, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,
+                camera=camera.value, seed=None, params=params)
+
+
+@app.command()
+def walk(
+    steps: Annotated[int, typer.Option("--steps", min=1, max=1000000, help="Frames.")],
+    step_size: Annotated[float, typer.Option("--step-size", help="RMS latent distance per frame (prior std units; "
+                                                                 "the prior's radius is ~4.8).")] = 0.15,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the start point and the walk's noise.")] = 0,
+    prior: PriorOption = LatentPriorKind.standard,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the frames as a store.")] = None,
+    video: VideoOption = None,
+    fps: FpsOption = 24.0,
+    model: SamplingModel = None,
+    camera: Annotated[Camera, typer.Option(help="Sensor the walk's fixed crop centre is placed in.")] = Camera.hands2017,
+    device: DeviceOption = Device.cpu,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """A smooth random walk through the prior (underdamped Langevin) → store and/or video."""
+    import numpy as np
+    import torch
+
+    from synthgen.sampling import CropCenters, SamplingPipeline, latent_walk, load_model, resolve_device
+    from synthgen.sampling.pipeline import CENTER_STREAM, LATENT_STREAM, stream_seed
+    from synthgen.sampling.prior import whitened_to_codes
+
+    _check_path_outputs(out, video, overwrite, steps)
+    positions = latent_walk(steps, step_size, torch.Generator().manual_seed(stream_seed(seed, 0, LATENT_STREAM)))
+    dev = resolve_device(device.value)
+    net = load_model(model)
+    pipeline = SamplingPipeline(net, device=dev)
+    codes = whitened_to_codes(net, positions, prior.value)
+    center = CropCenters(camera.value).sample(1, np.random.default_rng([seed, 0, CENTER_STREAM]))
+    centers = np.repeat(center, steps, axis=0)
+    params = {"mode": "walk", "steps": steps, "step_size": step_size, "friction": 1.0, "prior": prior.value,
+              "process": "underdamped Langevin, BAOAB, stationary N(0, I)", "center": center[0].tolist(),
+              "model": _model_params(model)}
+    _write_path("walk", codes, centers, net, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,
+                camera=camera.value, seed=seed, params=params)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,316 @@
+"""Configurations: the architecture of Crossing Nets (saved with every checkpoint) and the
+training recipe (read from a TOML file).
+
+Architecture defaults are those of Wan et al., "Crossing Nets" (CVPR 2017) and their released
+code; see /work/shared/notes/crossing-nets.md. Every field says why it has its value.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthgen.conventions import BACKGROUND, CROP_SIZE, CUBE_MM, NUM_JOINTS, WRIST
+
+
+@dataclass
+class VAEConfig:
+    """Pose VAE: 3J → hidden → (mean, log σ) of a `latent_dim` code → hidden → 3J."""
+
+    num_joints: int = NUM_JOINTS  # canonical 21-joint layout (HANDS2017 / BigHand order)
+    hidden_dim: int = 40  # paper: one 40-unit layer each side, initialised from a 40-d PCA
+    latent_dim: int = 20  # paper: 20-d pose latent
+    decoder_leak: float = 0.01  # Lasagne's LeakyRectify default, used by the released decoder
+    noise_std: float = 0.05  # std of ε in z = μ + σ·ε during training (released code)
+
+
+@dataclass
+class GeneratorConfig:
+    """Depth generator: tanh(z) → FC → 4×4 map → transposed convs → 1×crop_size²."""
+
+    input_dim: int = 23  # [pose latent 20, root offset 3]
+    fc_dim: int = 512  # FC(23→512) reshaped to channels×4×4
+    channels: int = 32  # every transposed conv has 32 channels (~160 k parameters in all)
+    base_size: int = 4  # spatial size after the FC layer
+    num_upsamples: int = 4  # 32→32 transposed convs with BN + ReLU, before the output conv
+    kernel_size: int = 6  # k6 s2 p2 doubles the size exactly
+    out_bias_init: float = 0.8  # output bias starts near the background so tanh starts bright
+    crop_size: int = CROP_SIZE
+    # Extension, applied by `generate_depth` only: outputs >= background_snap become exactly
+    # the background (+1), as missing depth is in real crops; tanh only approaches +1. 1.0 = off
+    # (paper). Real hand pixels above 0.9 (within 12 mm of the cube's back face) are ~1e-5.
+    background_snap: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.fc_dim != self.channels * self.base_size**2:
+            raise ValueError(f"fc_dim {self.fc_dim} must equal channels·base_size² = "
+                             f"{self.channels * self.base_size ** 2}")
+        if self.base_size * 2 ** (self.num_upsamples + 1) != self.crop_size:
+            raise ValueError(f"base_size·2^(num_upsamples+1) = {self.base_size * 2 ** (self.num_upsamples + 1)}"
+                             f" must equal crop_size {self.crop_size}")
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Shared conv trunk with a real/fake output, a posterior head and a metric head."""
+
+    channels: int = 32  # every conv has 32 channels
+    num_convs: int = 5  # 128 → 4 in five stride-2 convs
+    kernel_size: int = 6
+    leak: float = 0.2  # LeakyReLU slope in the conv blocks (DCGAN practice, released code)
+    branch_after: int = 2  # both heads branch off the output of the second conv block (32×32)
+    head_convs: int = 3  # each head: three more conv blocks (32 → 4)
+    posterior_dim: int = 23  # [pose latent 20, root offset 3]
+    posterior_hidden: int = 23  # posterior head: FC 512 → hidden (+BN, leaky) → 23; paper 23
+    metric_hidden: int = 512  # metric head f(·): FC 512 → 512 → 23
+    metric_dim: int = 23  # f(x) lives in the generator's input space, to compare with z1 − z2
+    head_leak: float = 0.01  # leaky units after the heads' FC + BN (Lasagne default)
+    crop_size: int = CROP_SIZE
+
+    def __post_init__(self) -> None:
+        if self.branch_after + self.head_convs != self.num_convs:
+            raise ValueError("heads must end at the trunk's resolution: branch_after + head_convs == num_convs")
+        if self.crop_size % 2**self.num_convs:
+            raise ValueError(f"crop_size {self.crop_size} is not divisible by 2^{self.num_convs}")
+
+    @property
+    def feature_dim(self) -> int:
+        """Flattened size of the last conv block's output (512 for 32 channels at 4×4)."""
+        return self.channels * (self.crop_size // 2**self.num_convs) ** 2
+
+
+@dataclass
+class CrossingNetsConfig:
+    """The whole architecture; written to config.json next to the weights."""
+
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        code = self.vae.latent_dim + 3
+        if self.generator.input_dim != code or self.discriminator.posterior_dim != code:
+            raise ValueError(f"generator input and posterior output must both be latent_dim + 3 = {code}")
+        if self.discriminator.metric_dim != code:
+            raise ValueError(f"metric head output must be latent_dim + 3 = {code} (L_smo compares it with z)")
+        if self.generator.crop_size != self.discriminator.crop_size:
+            raise ValueError("generator and discriminator crop sizes differ")
+
+    @property
+    def code_dim(self) -> int:
+        """Size of the generator's input: pose latent + 3-d root offset."""
+        return self.vae.latent_dim + 3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CrossingNetsConfig":
+        return _from_dict(cls, d)
+
+
+@dataclass
+class PoseNormalisation:
+    """How joints in mm become network targets (paper): (xyz − centre) / unit_mm, then the
+    root joint is subtracted and its offset (root − centre) / unit_mm kept separately."""
+
+    unit_mm: float = 50.0
+    root_joint: int = WRIST  # the wrist, index 0 of the canonical layout
+    cube_mm: float = CUBE_MM  # crop cube the depth was normalised with (informational)
+    crop_size: int = CROP_SIZE
+    background: float = BACKGROUND
+
+
+@dataclass
+class GaussianStats:
+    """Mean and covariance of a training-set quantity, to sample plausible new values: the
+    root offsets (3-d, unit_mm units) and the VAE mean latents (whose spread is set by the KL
+    weight and the latent noise, not N(0, I))."""
+
+    mean: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+
+    @classmethod
+    def standard(cls, dim: int) -> "GaussianStats":
+        return cls(tuple([0.0] * dim), tuple(tuple(float(i == j) for j in range(dim)) for i in range(dim)))
+
+    @classmethod
+    def of(cls, samples) -> "GaussianStats":
+        """Fit to (N, D) samples (N >= 2; a single sample gets identity covariance)."""
+        x = np.asarray(samples, dtype=np.float64)
+        cov = np.cov(x.T).reshape(x.shape[1], x.shape[1]) if len(x) > 1 else np.eye(x.shape[1])
+        return cls(tuple(float(v) for v in x.mean(0)), tuple(tuple(float(v) for v in row) for row in cov))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GaussianStats":
+        return cls(tuple(d["mean"]), tuple(tuple(r) for r in d["cov"]))
+
+
+# --- training recipe -----------------------------------------------------------------------
+
+
+@dataclass
+class DataRecipe:
+    stores: list[str] = field(default_factory=list)  # Zarr stores the CLI reads; the library trains on arrays
+    val_fraction: float = 0.05  # held-out share of the samples, for eval.json
+    labeled_fraction: float = 1.0  # share of the training samples that keep their pose
+    split_seed: int = 0  # seeds the held-out and labeled splits (independent of `seed`)
+
+
+@dataclass
+class VAEStage:
+    steps: int = 4000
+    batch_size: int = 200  # paper
+    lr: float = 3e-4  # paper: Adam 3e-4, β1 0.5
+    betas: tuple[float, float] = (0.5, 0.999)
+    kl_weight: float = 1.0  # paper; smaller trades prior match for reconstruction accuracy
+
+
+@dataclass
+class GANStage:
+    steps: int = 1000
+    batch_size: int = 100  # paper
+    lr: float = 3e-4  # paper: Adam 3e-4, β1 0.5
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass
+class JointStage:
+    warmup_steps: int = 500  # alignment layer + posterior/metric heads only
+    warmup_lr: float = 1e-2  # paper
+    steps: int = 3000  # alternating D/G steps
+    batch_size: int = 200  # paper
+    lr: float = 1e-3  # paper
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_schedule: str = "constant"  # "constant" (paper) or "cosine" (decays to lr_min_ratio·lr)
+    lr_min_ratio: float = 0.05
+
+
+@dataclass
+class RefineStage:
+    """Extension (steps = 0 is the paper): after joint training, only the supervised halves of
+    the joint step: the posterior path (D's first conv blocks + posterior head) with L_pos
+    (+ losses.pose_weight · decoded-pose MSE) and Ali + G with L_recons, on labeled pairs.
+    A refinement step costs a fraction of a joint step, so on a CPU budget this is where
+    pose accuracy and silhouette fidelity are cheapest to buy."""
+
+    steps: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: str = "cosine"
+    lr_min_ratio: float = 0.02
+
+
+@dataclass
+class LossRecipe:
+    gan: bool = True  # L_gan: D's real/fake BCE, G's feature matching (off: ablation "no L_gan")
+    smo: bool = True  # L_smo distance constraint (off: ablation "no L_smo")
+    supervised_only: bool = False  # ablation: no GAN pre-training, no L_gan, no L_smo, no unlabeled data
+    mix_size: int = 5  # z̃ is a random convex combination of this many batch latents (paper)
+    recons_clip: float = 1.0  # L_recons clips squared errors here (paper: 1; 4 = no clipping)
+    pose_weight: float = 0.0  # extension: also penalise the posterior's decoded pose (MSE, 50 mm units)
+
+    @property
+    def use_gan(self) -> bool:
+        return self.gan and not self.supervised_only
+
+    @property
+    def use_smo(self) -> bool:
+        return self.smo and not self.supervised_only
+
+
+@dataclass
+class RuntimeRecipe:
+    precision: str = "fp32"  # "fp32" or "bf16" (CPU autocast; the convolutions run in bf16)
+    channels_last: bool = False  # NHWC memory format for the convolutional networks
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    log_every: int = 50  # steps per metrics.csv row (losses averaged over them)
+    checkpoint_every: int = 1000  # steps between periodic checkpoints (each stage also ends with one)
+    recalibrate_bn: bool = False  # extension: re-estimate the posterior path's BN statistics on real depth
+    recalibrate_batches: int = 50
+
+
+@dataclass
+class EvalRecipe:
+    max_samples: int = 5000  # held-out frames evaluated (all if fewer)
+    batch_size: int = 250
+
+
+@dataclass
+class Recipe:
+    """Everything `train` needs besides the data; one TOML file (see recipes/)."""
+
+    name: str = "default"
+    out_dir: str = "runs/default"
+    seed: int = 0  # seeds batch order, noise and initialisation
+    data: DataRecipe = field(default_factory=DataRecipe)
+    model: CrossingNetsConfig = field(default_factory=CrossingNetsConfig)
+    vae: VAEStage = field(default_factory=VAEStage)
+    gan: GANStage = field(default_factory=GANStage)
+    joint: JointStage = field(default_factory=JointStage)
+    refine: RefineStage = field(default_factory=RefineStage)
+    losses: LossRecipe = field(default_factory=LossRecipe)
+    runtime: RuntimeRecipe = field(default_factory=RuntimeRecipe)
+    eval: EvalRecipe = field(default_factory=EvalRecipe)
+
+    def __post_init__(self) -> None:
+        d = self.data
+        if not 0.0 <= d.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+        if not 0.0 < d.labeled_fraction <= 1.0:
+            raise ValueError(f"data.labeled_fraction must be in (0, 1], got {d.labeled_fraction}")
+        if self.runtime.precision not in ("fp32", "bf16"):
+            raise ValueError(f"runtime.precision must be 'fp32' or 'bf16', got {self.runtime.precision!r}")
+        for name in ("joint", "refine"):
+            schedule = getattr(self, name).lr_schedule
+            if schedule not in ("constant", "cosine"):
+                raise ValueError(f"{name}.lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+        for name in ("vae", "gan", "joint", "refine"):
+            if getattr(self, name).steps < 0:
+                raise ValueError(f"{name}.steps must be >= 0")
+
+    @property
+    def total_steps(self) -> int:
+        """Training steps over all stages (GAN pre-training is skipped without L_gan)."""
+        gan = self.gan.steps if self.losses.use_gan else 0
+        return self.vae.steps + gan + self.joint.warmup_steps + self.joint.steps + self.refine.steps
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Recipe":
+        path = Path(path)
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+        try:
+            return _from_dict(cls, raw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        return _from_dict(cls, d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """Build a (nested) dataclass from a dict, rejecting unknown keys by name."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in d.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _from_dict(type(default), value)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,158 @@
+"""Crossing Nets: a pose VAE and a depth GAN that share one latent space.
+
+    pose (mm) ──normalise──► VAE encoder ──► z (20) ─┐
+                                                      ├─[z, root offset] (23) ─► Ali ─► G ─► depth
+    depth ─► D.branch ─► posterior head ─► (23) ──────┘                 ▲
+                   └───► trunk ─► real/fake        metric head f(·) ───┘ (L_smo)
+
+`CrossingNets` holds the four networks plus what is needed to interpret them (pose
+normalisation, root-offset statistics, provenance). Its inference methods run in eval mode
+under `torch.inference_mode` and touch only the sub-networks they need.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
+from synthgen.models.discriminator import Discriminator
+from synthgen.models.generator import Alignment, Generator
+from synthgen.models.vae import PoseVAE
+
+
+class CrossingNets(nn.Module):
+    def __init__(self, config: CrossingNetsConfig | None = None, normalisation: PoseNormalisation | None = None,
+                 root_offset: GaussianStats | None = None, latent: GaussianStats | None = None,
+                 provenance: dict | None = None):
+        super().__init__()
+        self.config = config or CrossingNetsConfig()
+        self.normalisation = normalisation or PoseNormalisation()
+        # Training-set statistics (written to config.json), to sample plausible inputs for G.
+        self.root_offset = root_offset or GaussianStats.standard(3)
+        self.latent = latent or GaussianStats.standard(self.config.vae.latent_dim)
+        self.provenance = dict(provenance or {})  # data digest, recipe, version: written to config.json
+        self.vae = PoseVAE(self.config.vae)
+        self.align = Alignment(self.config.code_dim)
+        self.generator = Generator(self.config.generator)
+        self.discriminator = Discriminator(self.config.discriminator)
+
+    # --- pose normalisation (paper) ----------------------------------------------------------
+
+    def normalize_pose(self, joints: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, J, 3) mm, (B, 3) mm → root-relative pose (B, J, 3) and root offset (B, 3), unit_mm units."""
+        n = self.normalisation
+        x = (joints - center[:, None, :]) / n.unit_mm
+        root = x[:, n.root_joint]
+        return x - root[:, None, :], root
+
+    def denormalize_pose(self, relative: torch.Tensor, root_offset: torch.Tensor, center: torch.Tensor
+                         ) -> torch.Tensor:
+        """Inverse of `normalize_pose`: → (B, J, 3) mm camera coordinates."""
+        return (relative + root_offset[:, None, :]) * self.normalisation.unit_mm + center[:, None, :]
+
+    # --- inference API -----------------------------------------------------------------------
+
+    def estimate(self, depth: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """Pose from depth through the posterior path: depth → 23-d → decoder + root offset.
+
+        depth: (B, 1, S, S) or (B, S, S) normalised crops (background +1); center: (B, 3) mm.
+        Returns (B, J, 3) joints in mm, camera coordinates. Runs only D's first conv blocks,
+        the posterior head and the VAE decoder. On a busy CPU,
+        `model.to(memory_format=torch.channels_last)` once makes it faster and steadier
+        (results then differ from the contiguous model's in the last float bits).
+        """
+        depth = _as_float(depth)
+        if depth.dim() == 3:
+            depth = depth[:, None]
+        with self._inference():
+            code = self.discriminator.posterior(self.discriminator.branch(depth))  # (B, 23)
+            latent, root_offset = code.split([self.config.vae.latent_dim, 3], dim=1)
+            return self.denormalize_pose(self.vae.decode(latent), root_offset, _as_float(center))
+
+    def decode_pose(self, latent: torch.Tensor, root_offset: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """(B, 20) pose latent, (B, 3) root offset (unit_mm), (B, 3) centre mm → (B, J, 3) mm."""
+        with self._inference():
+            return self.denormalize_pose(self.vae.decode(_as_float(latent)), _as_float(root_offset),
+                                         _as_float(center))
+
+    def encode_pose(self, joints: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, J, 3) mm, (B, 3) mm → VAE mean latent (B, 20), root offset (B, 3) in unit_mm."""
+        with self._inference():
+            relative, root_offset = self.normalize_pose(_as_float(joints), _as_float(center))
+            return self.vae.encode(relative)[0], root_offset
+
+    def generate_depth(self, code: torch.Tensor) -> torch.Tensor:
+        """(B, 23) [latent, root offset] → (B, S, S) normalised depth, through Ali and G.
+
+        Values at or above `config.generator.background_snap` are set to the background (+1).
+        """
+        with self._inference():
+            depth = self.generator(self.align(_as_float(code)))[:, 0]
+            snap = self.config.generator.background_snap
+            if snap < 1.0:
+                depth = depth.masked_fill(depth >= snap, self.normalisation.background)
+            return depth
+
+    def sample_root_offsets(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 3) root offsets (unit_mm) from a Gaussian fitted to the training set's."""
+        return _sample(self.root_offset, n, generator)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 20) pose latents from a Gaussian fitted to the training poses' VAE means."""
+        return _sample(self.latent, n, generator)
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of the safetensors serialisation of the current weights (= model.safetensors)."""
+        from synthgen.models.checkpoint import weights_sha256
+
+        return weights_sha256(self)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def save_pretrained(self, directory) -> None:
+        """Write model.safetensors + config.json to `directory` (see checkpoint.py)."""
+        from synthgen.models.checkpoint import save_model
+
+        save_model(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, path) -> "CrossingNets":
+        from synthgen.models.checkpoint import load
+
+        return load(path)
+
+    def extra_repr(self) -> str:
+        return f"normalisation={asdict(self.normalisation)}"
+
+    @contextmanager
+    def _inference(self):
+        """Eval mode and no autograd for the duration; restores training mode afterwards."""
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            if was_training:
+                self.train()
+
+
+def _sample(stats: GaussianStats, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    mean = torch.tensor(stats.mean, dtype=torch.float64)
+    cov = torch.tensor(stats.cov, dtype=torch.float64)
+    chol = torch.linalg.cholesky(cov + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
+    eps = torch.randn(n, len(mean), generator=generator, dtype=torch.float64)
+    return (mean + eps @ chol.T).float()
+
+
+def _as_float(x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    return x.float() if x.dtype != torch.float32 else x

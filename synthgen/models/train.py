@@ -1,0 +1,508 @@
+"""Training Crossing Nets: one readable loop over the paper's stages.
+
+1. vae     pose VAE alone (KL + 0.5·SSE).
+2. gan     GAN pre-training on depth with uniform(−1, 1) generator inputs (skipped when
+           supervised only).
+3. warmup  VAE frozen: alignment layer (L_recons) + posterior / metric heads (L_pos + L_smo).
+4. joint   VAE frozen: alternating D (L_gan + L_pos + L_smo) and G (L_gan(fm) + L_recons + L_smo).
+5. refine  extension (0 steps in the paper's schedule): the joint step's supervised halves
+           alone, D's posterior path with L_pos and Ali + G with L_recons.
+
+Batches and noise of a step depend only on (seed, stage, step), so `resume=True` from any
+checkpoint reproduces the uninterrupted run's losses. Outputs under out_dir: metrics.csv,
+checkpoints/step-NNNNNNN/ (model + optimizer state), model/ (final), eval.json, eval.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import synthgen
+from synthgen.conventions import NUM_JOINTS
+from synthgen.models import losses as L
+from synthgen.models.checkpoint import (CheckpointError, load, load_training_state, save_model,
+                                        save_training_state)
+from synthgen.models.config import GaussianStats, Recipe
+from synthgen.models.crossing_nets import CrossingNets
+from synthgen.models.evaluate import evaluate, write_report
+
+STAGES = ("vae", "gan", "warmup", "joint", "refine")
+LOSS_COLUMNS = ("vae", "kl", "sse", "d_gan", "g_fm", "recons", "pos", "pose", "smo_d", "smo_g")
+CSV_COLUMNS = ("step", "stage", "stage_step", *LOSS_COLUMNS, "lr", "samples_per_s")
+
+
+@dataclass
+class TrainingData:
+    """In-memory training arrays (any float dtype for depth; cast per batch).
+
+    depth (N, S, S) normalised to [-1, 1], background +1; pose (N, J, 3) mm camera
+    coordinates; center (N, 3) mm crop centres; data_digest identifies the source store.
+    """
+
+    depth: np.ndarray
+    pose: np.ndarray
+    center: np.ndarray
+    data_digest: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.depth)
+        if self.depth.ndim != 3 or self.depth.shape[1] != self.depth.shape[2]:
+            raise ValueError(f"depth must be (N, S, S), got {self.depth.shape}")
+        if self.pose.shape != (n, NUM_JOINTS, 3):
+            raise ValueError(f"pose must be (N={n}, {NUM_JOINTS}, 3), canonical joint order; got {self.pose.shape}")
+        if self.center.shape != (n, 3):
+            raise ValueError(f"center must be (N={n}, 3), got {self.center.shape}")
+
+    def __len__(self) -> int:
+        return len(self.depth)
+
+
+@dataclass
+class Split:
+    """Sample indices: held-out `val`, training `train`, and its `labeled` subset (sorted)."""
+
+    train: np.ndarray
+    labeled: np.ndarray
+    val: np.ndarray
+
+
+def split_indices(n: int, val_fraction: float, labeled_fraction: float, seed: int) -> Split:
+    rng = np.random.default_rng([seed, 0x5EED])
+    perm = rng.permutation(n)
+    n_val = int(round(n * val_fraction))
+    train = perm[n_val:]
+    n_lab = max(1, int(round(len(train) * labeled_fraction)))
+    labeled = rng.permutation(train)[:n_lab]
+    return Split(np.sort(train), np.sort(labeled), np.sort(perm[:n_val]))
+
+
+class EpochSampler:
+    """Batch `step` of a shuffled pass over `pool`; a pure function of (seed, stream, step)."""
+
+    def __init__(self, pool: np.ndarray, batch_size: int, seed: int, stream: int):
+        self.pool, self.batch_size, self.seed, self.stream = pool, batch_size, seed, stream
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, self.stream, epoch]).permutation(len(self.pool))}
+        return self._perms[epoch]
+
+    def __call__(self, step: int) -> np.ndarray:
+        n = len(self.pool)
+        pos = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        return np.concatenate([self.pool[self._perm(e)[pos[pos // n == e] % n]] for e in np.unique(pos // n)])
+
+
+def step_generator(seed: int, stage: int, step: int) -> torch.Generator:
+    """The torch RNG of one step: noise and mixtures depend only on (seed, stage, step)."""
+    s = np.random.SeedSequence([seed, stage, step]).generate_state(2, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(s) & (2**63 - 1))
+
+
+def _set_trainable(params, flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
+
+
+def _adam(params, lr: float, betas) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+
+
+class Trainer:
+    """Holds the model, data and recipe; one `*_step` method per stage."""
+
+    def __init__(self, recipe: Recipe, data: TrainingData, model: CrossingNets, split: Split):
+        self.r, self.data, self.model, self.split = recipe, data, model, split
+        lab = torch.from_numpy(np.asarray(data.pose[split.labeled], np.float32))
+        cen = torch.from_numpy(np.asarray(data.center[split.labeled], np.float32))
+        self.rel, self.offset = model.normalize_pose(lab, cen)  # (N_l, J, 3), (N_l, 3), 50 mm units
+        self.codes: torch.Tensor | None = None  # (N_l, 23) [VAE mean, root offset], after stage 1
+        self.memory_format = torch.channels_last if recipe.runtime.channels_last else torch.contiguous_format
+        self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if recipe.runtime.precision == "bf16" \
+            else nullcontext
+
+    # --- batches -----------------------------------------------------------------------------
+
+    def depth_batch(self, idx: np.ndarray) -> torch.Tensor:
+        """(B, 1, S, S) float32 depth of dataset rows `idx`."""
+        order = np.argsort(idx)  # sorted reads are kinder to memory-mapped arrays
+        d = np.empty((len(idx), *self.data.depth.shape[1:]), np.float32)
+        d[order] = self.data.depth[idx[order]]
+        return torch.from_numpy(d)[:, None].contiguous(memory_format=self.memory_format)
+
+    def labeled_rows(self, idx: np.ndarray) -> torch.Tensor:
+        """Dataset rows (all labeled) → rows of the labeled arrays (`split.labeled` is sorted)."""
+        return torch.from_numpy(np.searchsorted(self.split.labeled, idx))
+
+    def compute_codes(self) -> None:
+        """Codes of the labeled poses under the (now frozen) VAE, and their latent statistics."""
+        with torch.no_grad():
+            self.codes = torch.cat([self.model.vae.encode(self.rel)[0], self.offset], 1)
+        self.model.latent = GaussianStats.of(self.codes[:, : self.model.config.vae.latent_dim].numpy())
+
+    # --- stage steps -------------------------------------------------------------------------
+
+    def vae_step(self, opt, rows: torch.Tensor, gen: torch.Generator) -> dict:
+        pose = self.rel[rows]
+        recon, mean, log_sigma = self.model.vae(pose, gen)
+        loss, kl, sse = L.vae_loss(recon, pose, mean, log_sigma, self.r.vae.kl_weight)
+        opt["vae"].zero_grad(set_to_none=True)
+        loss.backward()
+        opt["vae"].step()
+        return {"vae": loss.item(), "kl": kl.item(), "sse": sse.item()}
+
+    def gan_step(self, opt, real: torch.Tensor, gen: torch.Generator) -> dict:
+        m = self.model
+        G, D = m.generator, m.discriminator
+        noise = torch.rand(real.shape[0], m.config.code_dim, generator=gen) * 2 - 1
+        with self.autocast():
+            fake = G(noise).contiguous(memory_format=self.memory_format)
+            _set_trainable(D.trunk_parameters(), True)
+            real_logit, real_feat = D.trunk(D.branch(real))
+            fake_logit, _ = D.trunk(D.branch(fake.detach()))
+            d_loss = L.d_gan_loss(real_logit.float(), fake_logit.float())
+        opt["d"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt["d"].step()
+        with self.autocast():
+            _set_trainable(D.trunk_parameters(), False)
+            g_loss = L.feature_matching_loss(real_feat.float(), D.trunk(D.branch(fake))[1].float())
+        opt["g"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt["g"].step()
+        return {"d_gan": d_loss.item(), "g_fm": g_loss.item()}
+
+    def generate(self, z: torch.Tensor, z_mix: torch.Tensor | None) -> torch.Tensor:
+        """G(Ali z) (B, 1, S, S), stacked on G(Ali z̃) when z_mix is given: one generator batch."""
+        m = self.model
+        code = z if z_mix is None else torch.cat([z, z_mix])
+        return m.generator(m.align(code)).contiguous(memory_format=self.memory_format)
+
+    def head_losses(self, x_branch: torch.Tensor, fake_branch: torch.Tensor | None, z: torch.Tensor,
+                    z_mix: torch.Tensor | None, rows: torch.Tensor, smo: bool
+                    ) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
+        """D's L_pos (+ decoded-pose extension) and, if `smo`, L_smo → (logs, loss, f(x) or None)."""
+        D, lw = self.model.discriminator, self.r.losses
+        post = D.posterior(x_branch).float()
+        loss = L.posterior_loss(post, z)
+        logs = {"pos": loss.item()}
+        if lw.pose_weight > 0:
+            latent, offset = post.split([self.model.config.vae.latent_dim, 3], 1)
+            pred = self.model.vae.decode(latent) + offset[:, None]
+            pose_loss = (pred - (self.rel[rows] + self.offset[rows][:, None])).pow(2).mean()
+            loss, logs["pose"] = loss + lw.pose_weight * pose_loss, pose_loss.item()
+        f_real = None
+        if smo:
+            f_real = D.metric(x_branch).float()
+            f_fake, f_mix = D.metric(fake_branch).float().chunk(2)
+            smo_loss = L.smoothness_loss(z, z_mix, f_real, f_fake, f_mix)
+            loss, logs["smo_d"] = loss + smo_loss, smo_loss.item()
+        return logs, loss, f_real
+
+    def warmup_step(self, opt, idx: np.ndarray, gen: torch.Generator) -> dict:
+        """Alignment layer (L_recons through the frozen G) and heads (L_pos + L_smo) only."""
+        D, lw = self.model.discriminator, self.r.losses
+        rows = self.labeled_rows(idx)
+        x, z = self.depth_batch(idx), self.codes[rows]
+        z_mix = L.mix_codes(z, lw.mix_size, gen) if lw.use_smo else None
+        with self.autocast():
+            out = self.generate(z, z_mix)
+            recons = L.recons_loss(x, out[: len(idx)].float(), lw.recons_clip)
+            fake_branch = D.branch(out.detach()) if lw.use_smo else None
+            logs, heads, _ = self.head_losses(D.branch(x), fake_branch, z, z_mix, rows, lw.use_smo)
+        opt["warmup"].zero_grad(set_to_none=True)
+        (recons + heads).backward()
+        opt["warmup"].step()
+        return {"recons": recons.item(), **logs}
+
+    def joint_step(self, opt, idx: np.ndarray, real_idx: np.ndarray | None, gen: torch.Generator,
+                   adversarial: bool = True) -> dict:
+        """One D step then one G step on the same batch (DCGAN order).
+
+        adversarial=False keeps only the supervised halves (D: L_pos, G: L_recons): the
+        refinement stage, and the joint stage of the supervised-only ablation.
+        """
+        D, lw = self.model.discriminator, self.r.losses
+        use_gan, use_smo = adversarial and lw.use_gan, adversarial and lw.use_smo
+        rows = self.labeled_rows(idx)
+        B = len(idx)
+        x, z = self.depth_batch(idx), self.codes[rows]
+        z_mix = L.mix_codes(z, lw.mix_size, gen) if use_gan or use_smo else None
+        # D's branch sees G(Ali z) only for L_smo, G(Ali z̃) for L_smo and L_gan: its last B rows.
+        fake_rows = slice(0, 2 * B) if use_smo else slice(B, 2 * B) if use_gan else None
+        with self.autocast():
+            out = self.generate(z, z_mix)
+            # D: L_gan (BCE) + L_pos + L_smo; generated depth detached.
+            _set_trainable(D.parameters(), True)
+            x_branch = D.branch(x)
+            fake_branch = D.branch(out[fake_rows].detach()) if fake_rows else None
+            logs, d_loss, f_real = self.head_losses(x_branch, fake_branch, z, z_mix, rows, use_smo)
+            if use_gan:
+                real_branch = x_branch if real_idx is None else D.branch(self.depth_batch(real_idx))
+                real_logit, real_feat = D.trunk(real_branch)
+                d_gan = L.d_gan_loss(real_logit.float(), D.trunk(fake_branch[-B:])[0].float())
+                d_loss, logs["d_gan"] = d_loss + d_gan, d_gan.item()
+        opt["d"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt["d"].step()
+        with self.autocast():
+            # G: L_gan (feature matching) + L_recons + L_smo, through the updated (frozen) D.
+            _set_trainable(D.parameters(), False)
+            recons = L.recons_loss(x, out[:B].float(), lw.recons_clip)
+            g_loss, logs["recons"] = recons, recons.item()
+            fake_branch = D.branch(out[fake_rows]) if fake_rows else None
+            if use_gan:
+                fm = L.feature_matching_loss(real_feat.float(), D.trunk(fake_branch[-B:])[1].float())
+                g_loss, logs["g_fm"] = g_loss + fm, fm.item()
+            if use_smo:
+                f_fake, f_mix = D.metric(fake_branch).float().chunk(2)
+                smo = L.smoothness_loss(z, z_mix, f_real.detach(), f_fake, f_mix)
+                g_loss, logs["smo_g"] = g_loss + smo, smo.item()
+        opt["g"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt["g"].step()
+        return logs
+
+    # --- BN re-estimation (extension) ----------------------------------------------------------
+
+    @torch.no_grad()
+    def recalibrate_bn(self, n_batches: int, batch_size: int) -> None:
+        """Re-estimate the posterior path's BN statistics on real training depth only.
+
+        During training the shared conv blocks also normalise generated batches, so their
+        running statistics mix real and generated depth; inference only sees real depth.
+        """
+        D = self.model.discriminator
+        modules = [*D.convs[: D.config.branch_after], D.posterior]
+        bn_types = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+        bns = [b for mod in modules for b in mod.modules() if isinstance(b, bn_types)]
+        momenta = [b.momentum for b in bns]
+        self.model.eval()
+        for b in bns:
+            b.reset_running_stats()
+            b.momentum = None  # cumulative average over the batches below
+            b.train()
+        sampler = EpochSampler(self.split.train, batch_size, self.r.seed, stream=99)
+        for i in range(n_batches):
+            D.posterior(D.branch(self.depth_batch(sampler(i))))
+        for b, momentum in zip(bns, momenta):
+            b.momentum = momentum
+        self.model.eval()
+
+
+def _lr(recipe: Recipe, stage: str, step: int, steps: int) -> float:
+    """Learning rate of `step`: constant, or cosine from lr down to lr_min_ratio·lr."""
+    if stage == "warmup":
+        return recipe.joint.warmup_lr
+    s = getattr(recipe, stage)
+    if getattr(s, "lr_schedule", "constant") == "cosine":
+        t = step / max(1, steps)
+        return s.lr * (s.lr_min_ratio + (1 - s.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    return s.lr
+
+
+class MetricsLog:
+    """metrics.csv: one row per `log_every` steps (losses averaged), plus one at every checkpoint.
+
+    Also writes TensorBoard scalars to out_dir/tensorboard when the tensorboard package is
+    installed (it is optional).
+    """
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(path.parent / "tensorboard"), purge_step=resume_step)
+        except ImportError:
+            self.tensorboard = None
+        rows = []
+        if resume_step is not None and path.exists():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, CSV_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        self.sums: dict[str, float] = {}
+        self.count, self.samples, self.t0 = 0, 0, time.perf_counter()
+
+    def add(self, logs: dict, samples: int) -> None:
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.samples += samples
+
+    def flush(self, step: int, stage: str, stage_step: int, lr: float) -> dict:
+        dt = time.perf_counter() - self.t0
+        row = {"step": step, "stage": stage, "stage_step": stage_step, "lr": f"{lr:.6g}",
+               "samples_per_s": f"{self.samples / dt:.1f}" if dt > 0 else ""}
+        row.update({k: f"{v / self.count:.6g}" for k, v in self.sums.items()})
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, CSV_COLUMNS).writerow(row)
+        if self.tensorboard is not None:
+            for k, v in self.sums.items():
+                self.tensorboard.add_scalar(f"{stage}/{k}", v / self.count, step)
+            self.tensorboard.add_scalar("lr", lr, step)
+        self.sums, self.count, self.samples, self.t0 = {}, 0, 0, time.perf_counter()
+        return row
+
+
+def _latest_checkpoint(out_dir: Path) -> Path | None:
+    done = sorted(p for p in (out_dir / "checkpoints").glob("step-*") if (p / "training_state.json").exists())
+    return done[-1] if done else None
+
+
+def train(recipe: Recipe, data: TrainingData, out_dir: str | Path | None = None,
+          progress: Callable[[dict], None] | None = None, resume: bool = False) -> CrossingNets:
+    """Train Crossing Nets on `data` following `recipe`; returns the final model (eval mode).
+
+    progress, if given, is called after every step with {"stage", "stage_step", "stage_steps",
+    "step", "total_steps", "losses"} (and once with stage "eval" at the end). resume=True
+    continues from the latest checkpoint in out_dir (fresh start if there is none).
+    """
+    threads = torch.get_num_threads()
+    if recipe.runtime.threads:
+        torch.set_num_threads(recipe.runtime.threads)
+    try:
+        return _train(recipe, data, Path(out_dir or recipe.out_dir), progress, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool) -> CrossingNets:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = split_indices(len(data), r.data.val_fraction, r.data.labeled_fraction, r.data.split_seed)
+    if len(split.train) == 0:
+        raise ValueError("no training samples after the held-out split")
+    if data.depth.shape[1] != r.model.generator.crop_size:
+        raise ValueError(f"depth crops are {data.depth.shape[1]}² but the recipe's model makes "
+                         f"{r.model.generator.crop_size}²")
+
+    torch.manual_seed(r.seed)
+    provenance = {"data_digest": data.data_digest, "recipe": r.to_dict(), "synthgen_version": synthgen.__version__,
+                  "samples": {"train": len(split.train), "labeled": len(split.labeled), "val": len(split.val)}}
+    model = CrossingNets(r.model, provenance=provenance)
+    trainer = Trainer(r, data, model, split)
+    model.root_offset = GaussianStats.of(trainer.offset.numpy())
+    model.vae.init_from_pca(trainer.rel.numpy())
+    if r.runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    plan = [("vae", r.vae.steps, r.vae.batch_size),
+            ("gan", 0 if not r.losses.use_gan else r.gan.steps, r.gan.batch_size),
+            ("warmup", r.joint.warmup_steps, r.joint.batch_size),
+            ("joint", r.joint.steps, r.joint.batch_size),
+            ("refine", r.refine.steps, r.refine.batch_size)]
+    total = r.total_steps
+
+    start_stage, start_step, saved_opt, resume_step = 0, 0, None, None
+    ckpt = _latest_checkpoint(out_dir) if resume else None
+    if ckpt is not None:
+        state, saved_opt = load_training_state(ckpt)
+        if state["recipe"] != json.loads(json.dumps(r.to_dict())):
+            raise CheckpointError(f"{ckpt}: was written by a different recipe; resume needs the same one")
+        if state["split_seed"] != r.data.split_seed or state["samples"] != provenance["samples"]:
+            raise CheckpointError(f"{ckpt}: was trained on a different data split")
+        loaded = load(ckpt)
+        model.load_state_dict(loaded.state_dict())
+        model.root_offset, model.latent = loaded.root_offset, loaded.latent
+        start_stage, start_step, resume_step = STAGES.index(state["stage"]), state["stage_step"], state["step"]
+    log = MetricsLog(out_dir / "metrics.csv", resume_step if ckpt is not None else None)
+
+    step_global = sum(n for _, n, _ in plan[:start_stage]) + start_step
+    model.train()
+    for si, (stage, steps, batch) in enumerate(plan):
+        if si < start_stage or steps == 0:
+            continue
+        if stage in ("warmup", "joint", "refine"):
+            _set_trainable(model.vae.parameters(), False)
+            trainer.compute_codes()
+        opt = _optimizers(model, r, stage)
+        first = start_step if si == start_stage else 0
+        if si == start_stage and saved_opt is not None:
+            for name, o in opt.items():
+                o.load_state_dict(saved_opt[name])
+        labeled = EpochSampler(split.labeled, batch, r.seed, stream=si)
+        unlabeled = EpochSampler(split.train, batch, r.seed, stream=10 + si)
+        separate_real = len(split.labeled) < len(split.train)
+        for step in range(first, steps):
+            lr = _lr(r, stage, step, steps)
+            for o in opt.values():
+                for g in o.param_groups:
+                    g["lr"] = lr
+            gen = step_generator(r.seed, si, step)
+            if stage == "vae":
+                logs = trainer.vae_step(opt, trainer.labeled_rows(labeled(step)), gen)
+            elif stage == "gan":
+                logs = trainer.gan_step(opt, trainer.depth_batch(unlabeled(step)), gen)
+            elif stage == "warmup":
+                logs = trainer.warmup_step(opt, labeled(step), gen)
+            else:  # joint, or refine: its supervised halves alone
+                real_idx = unlabeled(step) if separate_real else None
+                logs = trainer.joint_step(opt, labeled(step), real_idx, gen, adversarial=stage == "joint")
+            step_global += 1
+            log.add(logs, batch)
+            last = step + 1 == steps
+            save = last or step_global % r.runtime.checkpoint_every == 0
+            if save or step_global % r.runtime.log_every == 0:
+                log.flush(step_global, stage, step + 1, lr)
+            if save:
+                ck = out_dir / "checkpoints" / f"step-{step_global:07d}"
+                save_model(model, ck)
+                save_training_state(ck, opt, {"stage": stage, "stage_step": step + 1, "step": step_global,
+                                              "seed": r.seed, "split_seed": r.data.split_seed,
+                                              "samples": provenance["samples"], "recipe": r.to_dict()})
+            if progress is not None:
+                progress({"stage": stage, "stage_step": step + 1, "stage_steps": steps, "step": step_global,
+                          "total_steps": total, "losses": logs})
+
+    if r.runtime.recalibrate_bn:
+        trainer.recalibrate_bn(r.runtime.recalibrate_batches, r.joint.batch_size)
+    trainer.compute_codes()
+    model.eval().to(memory_format=torch.contiguous_format)  # as `load` rebuilds it: same outputs, bit for bit
+    save_model(model, out_dir / "model")
+    if len(split.val):
+        val = split.val[: r.eval.max_samples]
+        results = evaluate(model, data.depth[val], data.pose[val], data.center[val], r.eval.batch_size)
+        write_report(results, out_dir, {"checksum": model.checksum, "data_digest": data.data_digest,
+                                        "recipe": r.name, "samples": provenance["samples"]})
+        if progress is not None:
+            progress({"stage": "eval", "pose": results["pose"], "generator": results["generator"]})
+    return model
+
+
+def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.optim.Optimizer]:
+    D = model.discriminator
+    if stage == "vae":
+        return {"vae": _adam(model.vae.parameters(), r.vae.lr, r.vae.betas)}
+    if stage == "gan":
+        return {"g": _adam(model.generator.parameters(), r.gan.lr, r.gan.betas),
+                "d": _adam(list(D.trunk_parameters()), r.gan.lr, r.gan.betas)}
+    if stage == "warmup":
+        # Only the alignment layer and the heads learn; G and the trunk are frozen.
+        _set_trainable(model.parameters(), False)
+        heads = [*D.posterior.parameters(), *D.metric.parameters()]
+        params = [*model.align.parameters(), *heads]
+        _set_trainable(params, True)
+        return {"warmup": _adam(params, r.joint.warmup_lr, r.joint.betas)}
+    G_params = [*model.align.parameters(), *model.generator.parameters()]
+    if stage == "refine":
+        # The posterior path (first conv blocks + posterior head) and Ali + G, supervised.
+        _set_trainable(model.parameters(), False)
+        D_params = [*D.convs[: D.config.branch_after].parameters(), *D.posterior.parameters()]
+        _set_trainable([*G_params, *D_params], True)
+        return {"g": _adam(G_params, r.refine.lr, r.refine.betas), "d": _adam(D_params, r.refine.lr, r.refine.betas)}
+    _set_trainable([*G_params, *D.parameters()], True)
+    return {"g": _adam(G_params, r.joint.lr, r.joint.betas), "d": _adam(D.parameters(), r.joint.lr, r.joint.betas)}

@@ -1,0 +1,476 @@
+"""The sampling pipeline: 23-d codes + crop centres → (depth, pose) samples, and chunk sources.
+
+    codes (n, 23) = [pose latent 20, root offset 3] ──► VAE decoder ──► pose (n, 21, 3) mm
+                  └──────────────────────────────────► Ali ─► G ─────► depth (n, S, S)
+
+`SamplingPipeline` runs a (model, device, precision, noise) combination on any codes; the
+sources below decide where the codes come from and are what `produce` / `write_store` drive:
+
+* `PriorSource`: codes from the prior (synthgen.sampling.prior), centres from a `CropCenters`
+  rule; chunk k is a pure function of (seed, k).
+* `PoseSource`: codes from given poses through the VAE encoder (pose-conditioned generation).
+
+Absolute coordinates. The generated crop is translation-invariant (normalised around a centre
+the networks never see), so every sample is placed at a crop centre c (mm, camera frame):
+
+    pose_mm  = (VAE decoder(latent) + root offset) · 50 mm + c        (CrossingNets.decode_pose)
+    depth_mm = depth · cube_mm / 2 + c_z, background (≥ 1 - 1e-3) → no data
+
+For `PriorSource`, c follows `CropCenters` (by default the mesh baseline's placement: depth
+350..650 mm, anywhere in the chosen camera's frame 20 % away from its borders). For poses given
+by the user, c = synthgen.hand.camera.hand_center(joints), the joints' bounding-box centre.
+
+Sensor noise (`noise=SensorNoise(...)`): the generated crop is un-normalised to metric depth
+around c_z (background → 0, "no data"), SensorNoise.apply adds axial noise, quantisation, edge
+drop-out and holes, and the result is normalised again exactly as the renderer's crops are.
+Pixels within 1e-3 of +1 count as no data (the model's `generate_depth` snaps outputs above
+`config.generator.background_snap` to +1); fainter haze stays a far surface and is noised like one.
+
+Determinism. Results must not depend on how a run is split. Two things could make them:
+(1) random draws — every chunk draws its numbers from generators seeded by (seed, chunk index,
+stream) and always draws a whole chunk's worth, so a chunk's samples do not depend on the
+number of samples either (sample i of an N-sample store is sample i of any longer store);
+sensor noise is seeded per (seed, chunk, 256-sample block). (2) arithmetic — oneDNN picks
+different kernels for different batch sizes, and a conv's last bits change with them (batches
+of 1 or 7 differ from 256 in ~5 % of the pixels). So the networks *always* run on blocks of
+exactly `block_size` (256) samples, the last one padded; `batch_size` only sets how many
+samples a pipeline step covers (the progress hook's granularity), never what a network call
+sees. The result is byte-identical across --batch-size and --workers on one machine and
+precision (thread count does not change the bits: checked in tests/test_sampling.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthgen.conventions import CUBE_MM, NUM_JOINTS
+from synthgen.data.schema import DEFAULT_CHUNK_SIZE, SampleBatch
+from synthgen.data.writer import StoreWriter
+from synthgen.errors import InputError
+from synthgen.hand import camera
+from synthgen.hand.noise import SensorNoise
+from synthgen.sampling.prior import CropCenters, LatentPrior
+
+#: Samples per network call, always (see the module docstring, "Determinism").
+BLOCK_SIZE = 256
+#: Largest |bf16 − fp32| depth difference (mm) accepted before bf16 is used.
+BF16_TOLERANCE_MM = 1.0
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
+
+# Random streams of a chunk: independent generators, so adding one never shifts another.
+LATENT_STREAM, CENTER_STREAM, NOISE_STREAM = 0, 1, 2
+
+
+def stream_seed(*keys: int) -> int:
+    """A 63-bit seed for torch.Generator from integer keys (seed, chunk, stream, ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+# --- model, device, precision --------------------------------------------------------------
+
+
+def load_model(path: str | Path | None = None):
+    """Load a Crossing Nets checkpoint directory; None = the shipped default. InputError if bad."""
+    from synthgen.models import CheckpointError, load
+
+    if path is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise InputError(f"no --model given and the default model {DEFAULT_MODEL_DIR} is not installed; "
+                             f"pass --model DIR (a directory with config.json + model.safetensors)")
+        path = DEFAULT_MODEL_DIR
+    try:
+        return load(path)
+    except CheckpointError as error:
+        raise InputError(f"cannot load model: {error}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu' | 'cuda' | 'auto' (cuda when available) → torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available to this torch build")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+@dataclass
+class GeneratedSamples:
+    """n generated samples, as the store holds them.
+
+    depth:  (n, S, S) float32 normalised crop depth in [-1, 1], background +1
+    pose:   (n, 21, 3) float32 joints, mm, camera coordinates, canonical order
+    center: (n, 3) float32 crop centre, mm, camera coordinates
+    latent: (n, 23) float32 code [pose latent 20, root offset 3 (unit_mm)]
+    """
+
+    depth: np.ndarray
+    pose: np.ndarray
+    center: np.ndarray
+    latent: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.depth)
+
+    def to_batch(self) -> SampleBatch:
+        return SampleBatch(depth=self.depth, pose=self.pose, center=self.center, latent=self.latent)
+
+
+class SamplingPipeline:
+    """Codes + centres → samples with one model on one device, in fixed network blocks.
+
+    precision: "fp32", "bf16" (autocast for the depth generator; refused when it moves any depth
+    pixel of a calibration block by more than BF16_TOLERANCE_MM) or "auto" (bf16 where the
+    hardware has it and the check passes, else fp32). The pose decoder always runs in fp32.
+    The pipeline holds its own copy of the model, so the caller's model is never modified.
+    """
+
+    def __init__(self, model, *, device: str | torch.device = "cpu", precision: str = "fp32",
+                 noise: SensorNoise | None = None, cube_mm: float = CUBE_MM, block_size: int = BLOCK_SIZE):
+        self.device = torch.device(device)
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        if self.device.type == "cpu":
+            # NHWC transposed convs: same bits here, ~1.2x faster (benchmarks in the report).
+            self.model.generator.to(memory_format=torch.channels_last)
+        self.noise = noise
+        self.cube_mm = float(cube_mm)
+        self.block_size = int(block_size)
+        self.bf16_error_mm: float | None = None
+        self.precision = self._choose_precision(precision)
+
+    # 1 → 5: the whole pipeline, on given codes.
+    def __call__(self, codes: torch.Tensor | np.ndarray, centers: np.ndarray, *,
+                 noise_seed: Sequence[int] | None = None, batch_size: int | None = None,
+                 callback: Callable[[int], None] | None = None) -> GeneratedSamples:
+        """codes (n, 23), centres (n, 3) mm → GeneratedSamples.
+
+        noise_seed: integer keys seeding the sensor noise (required when the pipeline has a noise
+        model); block b's noise uses keys + [b], so it is independent of `batch_size`.
+        batch_size: samples per step (rounded up to whole blocks); `callback(k)` fires after each
+        step with the k samples it finished.
+        """
+        # 1. Check and place the inputs.
+        codes, centers = self._check_inputs(codes, centers)
+        n, block = len(codes), self.block_size
+        if self.noise is not None and noise_seed is None:
+            raise ValueError("a noise model needs an explicit noise_seed, for reproducibility")
+        steps_of = max(1, math.ceil((batch_size or block) / block))  # blocks per step
+        size = self.model.config.generator.crop_size
+        depth = np.empty((n, size, size), np.float32)
+        pose = np.empty((n, NUM_JOINTS, 3), np.float32)
+        done_in_step = 0
+        for b, start in enumerate(range(0, n, block)):
+            stop = min(start + block, n)
+            # 2. Decode poses and generate depth on exactly one block (padded): bits never depend
+            #    on n or batch_size.
+            pose[start:stop], depth[start:stop] = self._run_block(codes[start:stop], centers[start:stop])
+            # 3. Optional sensor noise on metric depth, seeded per block.
+            if self.noise is not None:
+                depth[start:stop] = self._add_noise(depth[start:stop], centers[start:stop, 2],
+                                                    np.random.default_rng([*map(int, noise_seed), b]))
+            # 4. Report progress per step.
+            done_in_step += stop - start
+            if callback is not None and ((b + 1) % steps_of == 0 or stop == n):
+                callback(done_in_step)
+                done_in_step = 0
+        # 5. The typed output.
+        return GeneratedSamples(depth=depth, pose=pose, center=centers, latent=codes.numpy())
+
+    def encode(self, joints: np.ndarray, centers: np.ndarray) -> torch.Tensor:
+        """(n, 21, 3) mm joints, (n, 3) mm centres → (n, 23) codes [VAE mean latent, root offset]."""
+        joints = torch.from_numpy(np.array(joints, np.float32))  # a copy: memory maps are read-only
+        centers_t = torch.as_tensor(np.asarray(centers, np.float32))
+        out = []
+        for start in range(0, len(joints), self.block_size):
+            j, c = joints[start:start + self.block_size], centers_t[start:start + self.block_size]
+            k = len(j)
+            latent, root = self.model.encode_pose(_pad(j, self.block_size).to(self.device),
+                                                  _pad(c, self.block_size).to(self.device))
+            out.append(torch.cat([latent, root], dim=1)[:k].float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.model.config.code_dim)
+
+    def decode(self, codes: torch.Tensor, centers: np.ndarray) -> np.ndarray:
+        """(n, 23) codes, (n, 3) centres → (n, 21, 3) mm joints (no depth), in fixed blocks."""
+        codes, centers = self._check_inputs(codes, centers)
+        out = np.empty((len(codes), NUM_JOINTS, 3), np.float32)
+        for start in range(0, len(codes), self.block_size):
+            stop = min(start + self.block_size, len(codes))
+            out[start:stop] = self._decode_block(codes[start:stop], centers[start:stop])
+        return out
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _check_inputs(self, codes, centers) -> tuple[torch.Tensor, np.ndarray]:
+        codes = torch.as_tensor(np.asarray(codes, np.float32) if isinstance(codes, np.ndarray) else codes)
+        codes = codes.detach().to("cpu", torch.float32).contiguous()
+        centers = np.ascontiguousarray(centers, dtype=np.float32)
+        dim = self.model.config.code_dim
+        if codes.ndim != 2 or codes.shape[1] != dim:
+            raise InputError(f"codes must be (n, {dim}), got {tuple(codes.shape)}")
+        if centers.shape != (len(codes), 3):
+            raise InputError(f"centers must be ({len(codes)}, 3), got {centers.shape}")
+        if not torch.isfinite(codes).all() or not np.isfinite(centers).all():
+            raise InputError("codes and centers must be finite")
+        if len(centers) and centers[:, 2].min() <= 0:
+            raise InputError("crop centres must lie in front of the camera (z > 0 mm)")
+        return codes, centers
+
+    def _decode_block(self, codes: torch.Tensor, centers: np.ndarray) -> np.ndarray:
+        k, latent_dim = len(codes), self.model.config.vae.latent_dim
+        padded = _pad(codes, self.block_size).to(self.device)
+        c = _pad(torch.from_numpy(centers), self.block_size).to(self.device)
+        joints = self.model.decode_pose(padded[:, :latent_dim], padded[:, latent_dim:], c)
+        return joints[:k].float().cpu().numpy()
+
+    def _generate_block(self, codes: torch.Tensor, precision: str | None = None) -> np.ndarray:
+        k = len(codes)
+        padded = _pad(codes, self.block_size).to(self.device)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if (precision or self.precision) == "bf16" else nullcontext())
+        with autocast:
+            depth = self.model.generate_depth(padded)
+        return depth[:k].float().clamp(-1.0, 1.0).cpu().numpy()
+
+    def _run_block(self, codes: torch.Tensor, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._decode_block(codes, centers), self._generate_block(codes)
+
+    def _add_noise(self, depth: np.ndarray, center_z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        metric = camera.denormalize_depth(depth, center_z, self.cube_mm)
+        return camera.normalize_depth(self.noise.apply(metric, rng), center_z, self.cube_mm)
+
+    def _choose_precision(self, precision: str) -> str:
+        if precision not in ("fp32", "bf16", "auto"):
+            raise InputError(f"precision must be fp32, bf16 or auto, got {precision!r}")
+        if precision == "fp32" or (precision == "auto" and not bf16_supported(self.device)):
+            return "fp32"
+        # Calibrate on one block of prior samples: the largest depth change bf16 causes.
+        codes = LatentPrior().sample(self.model, self.block_size, torch.Generator().manual_seed(0))
+        diff = np.abs(self._generate_block(codes, "bf16") - self._generate_block(codes, "fp32"))
+        self.bf16_error_mm = float(diff.max()) * self.cube_mm / 2
+        if self.bf16_error_mm <= BF16_TOLERANCE_MM:
+            return "bf16"
+        if precision == "auto":
+            return "fp32"
+        raise InputError(f"--precision bf16 changes this model's depth by up to {self.bf16_error_mm:.2f} mm "
+                         f"(> {BF16_TOLERANCE_MM:g} mm); use --precision fp32")
+
+
+def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the first dimension to `size` rows (the network block)."""
+    if len(x) == size:
+        return x
+    return torch.cat([x, x.new_zeros((size - len(x),) + tuple(x.shape[1:]))])
+
+
+# --- chunk sources -------------------------------------------------------------------------
+
+
+@dataclass
+class _PipelineSource:
+    """Shared by the sources: builds its pipeline lazily, once per process (picklable)."""
+
+    model: object
+    seed: int = 0
+    noise: SensorNoise | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    cube_mm: float = CUBE_MM
+
+    def __post_init__(self) -> None:
+        self._pipeline: SamplingPipeline | None = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_pipeline"] = None
+        return state
+
+    @property
+    def pipeline(self) -> SamplingPipeline:
+        if self._pipeline is None:
+            self._pipeline = SamplingPipeline(self.model, device=self.device, precision=self.precision,
+                                              noise=self.noise, cube_mm=self.cube_mm)
+            self.precision = self._pipeline.precision  # resolved once; workers reuse it unchecked
+        return self._pipeline
+
+    def _bounds(self, chunk_index: int, count: int) -> int:
+        if not 0 < count <= self.chunk_size:
+            raise ValueError(f"chunk of {count} samples, expected 1..{self.chunk_size}")
+        return chunk_index * self.chunk_size
+
+
+@dataclass
+class PriorSource(_PipelineSource):
+    """Samples from the prior: chunk k is a pure function of (seed, k) (and the model)."""
+
+    prior: LatentPrior = field(default_factory=LatentPrior)
+    centers: CropCenters = field(default_factory=CropCenters)
+
+    def draw(self, chunk_index: int, count: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Chunk k's codes (count, 23) and centres (count, 3), without running the networks.
+
+        A whole chunk is always drawn, so sample i does not depend on the store's size.
+        """
+        self._bounds(chunk_index, count)
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, chunk_index, LATENT_STREAM))
+        codes = self.prior.sample(self.model, self.chunk_size, generator)[:count]
+        rng = np.random.default_rng([self.seed, chunk_index, CENTER_STREAM])
+        return codes, self.centers.sample(self.chunk_size, rng)[:count]
+
+    def make_chunk(self, chunk_index: int, count: int, callback: Callable[[int], None] | None = None
+                   ) -> GeneratedSamples:
+        codes, centers = self.draw(chunk_index, count)
+        return self.pipeline(codes, centers, noise_seed=(self.seed, chunk_index, NOISE_STREAM),
+                             batch_size=self.batch_size, callback=callback)
+
+    def params(self) -> dict:
+        return {"prior": self.prior.to_dict(), "truncation": self.prior.truncation, "centers": self.centers.to_dict(),
+                "noise": None if self.noise is None else self.noise.to_dict(), "block_size": BLOCK_SIZE,
+                "precision": self.precision, "device": self.device}
+
+
+@dataclass
+class PoseSource(_PipelineSource):
+    """Pose-conditioned generation: given joints (N, 21, 3) mm → encoder → codes → depth.
+
+    The stored pose is the given pose (the label the depth was conditioned on); the stored
+    latent is [VAE mean latent, root offset], whose decoding differs from it by the VAE's
+    reconstruction error. Each crop is centred at hand_center(joints).
+    """
+
+    joints: np.ndarray | None = None
+
+    def make_chunk(self, chunk_index: int, count: int, callback: Callable[[int], None] | None = None
+                   ) -> GeneratedSamples:
+        start = self._bounds(chunk_index, count)
+        joints = np.ascontiguousarray(self.joints[start:start + count], dtype=np.float32)
+        centers = camera.hand_center(joints)
+        codes = self.pipeline.encode(joints, centers)
+        out = self.pipeline(codes, centers, noise_seed=(self.seed, chunk_index, NOISE_STREAM),
+                            batch_size=self.batch_size, callback=callback)
+        out.pose = joints
+        return out
+
+    def params(self) -> dict:
+        return {"noise": None if self.noise is None else self.noise.to_dict(), "block_size": BLOCK_SIZE,
+                "precision": self.precision, "device": self.device, "centers": "hand_center(joints)"}
+
+
+# --- streaming into a store ----------------------------------------------------------------
+
+
+def _to_batch(chunk) -> SampleBatch:
+    return SampleBatch(depth=chunk.depth, pose=chunk.pose, center=chunk.center, latent=getattr(chunk, "latent", None))
+
+
+def write_store(writer: StoreWriter, source, *, workers: int = 1, on_progress: Callable[[int], None] | None = None,
+                queue_depth: int = 2, finalize: bool = True) -> Path:
+    """Produce every chunk the store still lacks (so it also resumes), then finalise.
+
+    workers == 1: generation in this thread, validation + float16 conversion + zstd + file
+    writes in a background writer thread, joined by a queue of at most `queue_depth` chunks
+    (zstd and file I/O release the GIL, so they overlap the next chunk's generation; memory
+    stays bounded at a few chunks whatever N). `on_progress` counts generated samples, per
+    pipeline step. workers > 1: synthgen.data.produce's spawned processes, one chunk each.
+    """
+    if workers > 1:
+        from synthgen.data.produce import produce
+
+        produce(writer, source, workers=workers, on_progress=on_progress, finalize=False)
+    else:
+        _write_in_background(writer, source, writer.missing_chunks(), on_progress, queue_depth)
+    return writer.finalize() if finalize else writer.working_path
+
+
+def _write_in_background(writer: StoreWriter, source, todo: list[int], on_progress, queue_depth: int) -> None:
+    pending: queue.Queue = queue.Queue(maxsize=max(1, queue_depth))
+    failure: list[BaseException] = []
+
+    def drain() -> None:
+        while (item := pending.get()) is not None:
+            if failure:
+                continue  # keep draining so the producer never blocks on a dead writer
+            try:
+                writer.write(item[0], _to_batch(item[1]))
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                failure.append(error)
+
+    thread = threading.Thread(target=drain, name="synthgen-store-writer", daemon=True)
+    thread.start()
+    try:
+        for chunk_index in todo:
+            if failure:
+                break
+            start, stop = writer.chunk_bounds(chunk_index)
+            pending.put((start, source.make_chunk(chunk_index, stop - start, callback=on_progress)))
+    finally:
+        pending.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+def write_samples(writer: StoreWriter, samples: GeneratedSamples, *, finalize: bool = True) -> Path:
+    """Write samples that are already in memory (interpolations, walks) chunk by chunk."""
+    for chunk_index in range(writer.num_chunks):
+        start, stop = writer.chunk_bounds(chunk_index)
+        writer.write(start, SampleBatch(depth=samples.depth[start:stop], pose=samples.pose[start:stop],
+                                        center=samples.center[start:stop], latent=samples.latent[start:stop]))
+    return writer.finalize() if finalize else writer.working_path
+
+
+def write_sequence(pipeline: SamplingPipeline, codes: torch.Tensor, centers: np.ndarray, *,
+                   writer: StoreWriter | None = None, video_path: str | Path | None = None, fps: float = 24.0,
+                   mode: str = "", seed: int = 0, on_progress: Callable[[int], None] | None = None) -> dict:
+    """Frames of a path (interpolation, walk) → a store and/or a video, one chunk at a time.
+
+    Memory stays bounded by one chunk whatever the length. Returns {"store": path or None,
+    "video": path or None, "frames": n, "mesh": whether the IK mesh panel was drawn}.
+    """
+    from synthgen.sampling.video import MeshPanels, VideoWriter, write_frames
+
+    n = len(codes)
+    step = writer.chunk_size if writer is not None else DEFAULT_CHUNK_SIZE
+    mesh = MeshPanels() if video_path is not None else None
+    video = VideoWriter(video_path, fps) if video_path is not None else None
+    try:
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            samples = pipeline(codes[start:stop], centers[start:stop], noise_seed=(seed, start // step, NOISE_STREAM))
+            if writer is not None:
+                writer.write(start, samples.to_batch())
+            if video is not None:
+                write_frames(video, samples, mesh, first_index=start, total=n, mode=mode, cube_mm=pipeline.cube_mm)
+            if on_progress is not None:
+                on_progress(stop - start)
+    except BaseException:
+        if video is not None:
+            video.abort()
+        raise
+    result = {"store": None, "video": None, "frames": n, "mesh": bool(mesh and mesh.available)}
+    if video is not None:
+        result["video"] = video.close()
+    if writer is not None:
+        result["store"] = writer.finalize()
+    return result

@@ -1,0 +1,188 @@
+"""What a generated sample is drawn from: the latent prior and the crop-centre rule.
+
+A sample of the Crossing Nets latent space is a 23-d code
+
+    code = [pose latent (20), root offset (3)]
+
+drawn as 23 standard-normal numbers x ("whitened" coordinates) mapped to a code by
+
+* pose latent: `prior="standard"` (default): the VAE prior N(0, I₂₀), the latent is x[:20]
+  itself; `prior="fitted"`: the Gaussian fitted to the training poses' VAE mean latents
+  (`model.latent`: mean m, covariance C), m + L·x[:20] with L Lᵀ = C — closer to what the
+  aligned generator saw in training when the KL term left the means' spread well below 1;
+* root offset: the wrist's offset from the crop centre in `unit_mm` (50 mm) units, from the
+  training set's Gaussian (`model.root_offset`) as m + L·x[20:], the same formula as
+  `CrossingNets.sample_root_offsets`.
+
+The walk (synthgen.sampling.walk) moves in the same whitened coordinates, so it stays inside
+whichever prior was chosen.
+
+Truncation (`truncation=T`) draws every one of the 23 standard-normal numbers from N(0, 1)
+truncated to [-T, T],
+exactly, by the inverse CDF: x = Φ⁻¹(U(Φ(-T), Φ(T))). The same uniform numbers are used
+whatever T, so a seed's samples shrink monotonically towards the mean as T falls instead of
+being replaced by other samples, and no rejection loop makes the number of random draws
+depend on the data.
+
+The generated depth crop is translation-invariant: it is normalised around a crop centre the
+networks never see. Each sample is therefore *placed* at a crop centre (`CropCenters`):
+
+    pose_mm = (decoded root-relative pose + root offset) · unit_mm + centre
+
+and its depth is read as `depth_mm = depth · cube_mm / 2 + centre_z` (background → no data).
+The default rule is the mesh baseline's placement (synthgen.hand.prior.PriorConfig): centre
+depth uniform in 350..650 mm, image position uniform in the frame of the chosen camera at least
+20 % of its size from the borders, so generated and rendered stores cover the same sensor
+volume. `CropCenters(fixed=(0, 0, 450))` places every sample at one nominal point instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from synthgen.conventions import CAMERAS, DEFAULT_CAMERA
+from synthgen.errors import InputError
+from synthgen.hand.prior import PriorConfig
+
+POSE_LATENT_DIM = 20
+ROOT_DIM = 3
+
+# --- the latent prior ----------------------------------------------------------------------
+
+
+def check_truncation(truncation: float | None) -> float | None:
+    """None (no truncation) or a finite T > 0; anything else is an InputError."""
+    if truncation is None:
+        return None
+    t = float(truncation)
+    if not (math.isfinite(t) and t > 0):
+        raise InputError(f"truncation must be a positive number of standard deviations, got {truncation!r}")
+    return t
+
+
+def truncated_normal(shape: tuple[int, ...], truncation: float | None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normals truncated to [-T, T] (float64), by the inverse CDF of uniform draws.
+
+    `truncation=None` is the untruncated normal (the uniforms are kept away from 0 and 1, so
+    the largest value is about 8.2 σ).
+    """
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    if truncation is None:
+        lo, hi = 0.0, 1.0
+    else:
+        lo = 0.5 * math.erfc(truncation / math.sqrt(2))  # Φ(-T)
+        hi = 1.0 - lo
+    eps = 2.0**-53
+    u = (lo + (hi - lo) * u).clamp(eps, 1 - eps)
+    z = torch.special.ndtri(u)
+    if truncation is not None:
+        z = z.clamp(-truncation, truncation)  # guard the last ulp of ndtri
+    return z
+
+
+PRIORS = ("standard", "fitted")
+
+
+def gaussian_factor(stats) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (D,), L (D, D)) float64 of a model's GaussianStats, L Lᵀ = cov (+ 1e-9 I jitter)."""
+    mean = torch.tensor(stats.mean, dtype=torch.float64)
+    cov = torch.tensor(stats.cov, dtype=torch.float64).reshape(len(mean), len(mean))
+    return mean, torch.linalg.cholesky(cov + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
+
+
+def _factors(model, prior: str) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    if prior not in PRIORS:
+        raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    latent = gaussian_factor(model.latent) if prior == "fitted" else None
+    return [latent, gaussian_factor(model.root_offset)]
+
+
+def whitened_to_codes(model, whitened: torch.Tensor, prior: str = "standard") -> torch.Tensor:
+    """(n, 23) standard-normal numbers → (n, 23) float32 codes [latent, root offset]."""
+    whitened = whitened.to(torch.float64)
+    parts = whitened.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
+    out = [x if f is None else f[0] + x @ f[1].T for x, f in zip(parts, _factors(model, prior))]
+    return torch.cat(out, dim=1).float()
+
+
+def codes_to_whitened(model, codes: torch.Tensor, prior: str = "standard") -> torch.Tensor:
+    """Inverse of `whitened_to_codes` (float64)."""
+    codes = codes.to(torch.float64)
+    parts = codes.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
+    out = [x if f is None else torch.linalg.solve_triangular(f[1], (x - f[0]).T, upper=False).T
+           for x, f in zip(parts, _factors(model, prior))]
+    return torch.cat(out, dim=1)
+
+
+@dataclass(frozen=True)
+class LatentPrior:
+    """The prior over 23-d codes; see the module docstring."""
+
+    truncation: float | None = None
+    prior: str = "standard"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "truncation", check_truncation(self.truncation))
+        if self.prior not in PRIORS:
+            raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+
+    def sample(self, model, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 23) float32 codes [pose latent, root offset (unit_mm)]."""
+        whitened = truncated_normal((n, POSE_LATENT_DIM + ROOT_DIM), self.truncation, generator)
+        return whitened_to_codes(model, whitened, self.prior)
+
+    def to_dict(self) -> dict:
+        latent = (f"N(0, I_{POSE_LATENT_DIM})" if self.prior == "standard"
+                  else "model.latent mean + L x, x ~ N(0, I_20) (fitted to training VAE means)")
+        return {"prior": self.prior, "pose_latent": latent,
+                "root_offset": "model.root_offset mean + L x, x ~ N(0, I_3)", "truncation": self.truncation}
+
+
+# --- crop centres --------------------------------------------------------------------------
+
+_BASELINE = PriorConfig()
+
+
+@dataclass(frozen=True)
+class CropCenters:
+    """Where generated crops are placed in the sensor's camera frame (mm).
+
+    Default: the mesh baseline's rule — depth uniform in `distance_mm`, image position uniform
+    in the camera's frame with `image_margin` of its width/height kept free at every border.
+    `fixed`: one nominal centre for every sample.
+    """
+
+    camera: str = DEFAULT_CAMERA
+    distance_mm: tuple[float, float] = _BASELINE.distance_mm
+    image_margin: float = _BASELINE.image_margin
+    fixed: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.camera not in CAMERAS:
+            raise InputError(f"unknown camera preset {self.camera!r} (known: {', '.join(CAMERAS)})")
+        lo, hi = self.distance_mm
+        if not 0 < lo <= hi:
+            raise InputError(f"distance_mm must satisfy 0 < min <= max, got {self.distance_mm}")
+        if not 0 <= self.image_margin < 0.5:
+            raise InputError(f"image_margin must be in [0, 0.5), got {self.image_margin}")
+        if self.fixed is not None and not self.fixed[2] > 0:
+            raise InputError(f"a fixed crop centre must lie in front of the camera, got {self.fixed}")
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, 3) float32 centres; always consumes the same draws for the same n."""
+        depth = rng.uniform(*self.distance_mm, n)
+        u01 = rng.uniform(self.image_margin, 1 - self.image_margin, (n, 2))
+        if self.fixed is not None:
+            return np.tile(np.asarray(self.fixed, np.float32), (n, 1))
+        cam = CAMERAS[self.camera]
+        u, v = u01[:, 0] * cam.width, u01[:, 1] * cam.height
+        xyz = np.stack([(u - cam.cx) * depth / cam.fx, (v - cam.cy) * depth / cam.fy, depth], axis=1)
+        return xyz.astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

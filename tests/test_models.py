@@ -1,0 +1,317 @@
+"""Crossing Nets: shapes, training, checkpoints (bit-exact, refused when damaged), resume, metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save as save_tensors
+
+from synthgen.conventions import NUM_JOINTS
+from synthgen.models import (CheckpointError, CrossingNets, CrossingNetsConfig, Recipe, TrainingData, load,
+                             pose_metrics, silhouette_metrics, train)
+from synthgen.models import checkpoint
+from synthgen.models.checkpoint import CONFIG, WEIGHTS
+from synthgen.models.train import CSV_COLUMNS, LOSS_COLUMNS, EpochSampler, split_indices
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "tiny.toml"
+
+
+def structured_data(n: int = 60, size: int = 128, seed: int = 0) -> TrainingData:
+    """Poses from a 6-d linear latent; depth = a disc per joint at the joint's depth (pose-bound)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(0, 25, (6, NUM_JOINTS * 3))
+    pose_rel = (rng.normal(0, 1, (n, 6)) @ basis).reshape(n, NUM_JOINTS, 3).astype(np.float32)
+    center = np.stack([rng.uniform(-50, 50, n), rng.uniform(-50, 50, n), rng.uniform(350, 450, n)], 1)
+    pose = (pose_rel + center[:, None]).astype(np.float32)
+    depth = np.ones((n, size, size), np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        f = size * center[i, 2] / 250.0
+        for j in pose[i]:
+            u = f * (j[0] - center[i, 0]) / j[2] + (size - 1) / 2
+            v = f * (j[1] - center[i, 1]) / j[2] + (size - 1) / 2
+            disc = (xx - u) ** 2 + (yy - v) ** 2 < 16
+            depth[i][disc] = np.minimum(depth[i][disc], np.clip((j[2] - center[i, 2]) / 125.0, -1, 1))
+    return TrainingData(depth, pose, center.astype(np.float32), data_digest="test-digest")
+
+
+def read_losses(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [{k: r[k] for k in ("step", "stage", *LOSS_COLUMNS)} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    return structured_data()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    """One uninterrupted tiny training run, shared by several tests."""
+    out = tmp_path_factory.mktemp("tiny")
+    model = train(Recipe.from_toml(TINY), data, out)
+    return model, out
+
+
+# --- networks --------------------------------------------------------------------------------
+
+
+def test_network_shapes_and_parameter_counts():
+    model = CrossingNets().eval()
+    count = lambda *mods: sum(p.numel() for m in mods for p in m.parameters())  # noqa: E731
+    D = model.discriminator
+    assert abs(count(model.generator) - 160_000) < 5_000  # notes: ~160 k
+    posterior_path = count(*D.convs[:2], D.posterior, model.vae.dec_fc, model.vae.dec_out)
+    assert abs(posterior_path - 164_000) < 5_000  # notes: ~164 k at inference
+    assert count(model.vae) == 63 * 40 + 40 + 2 * (40 * 20 + 20) + 20 * 40 + 40 + 40 * 63 + 63
+
+    B = 3
+    x = torch.rand(B, 1, 128, 128) * 2 - 1
+    with torch.no_grad():
+        assert model.generator(torch.randn(B, 23)).shape == (B, 1, 128, 128)
+        assert model.align(torch.randn(B, 23)).shape == (B, 23)
+        branch = D.branch(x)
+        assert branch.shape == (B, 32, 32, 32)
+        logit, features = D.trunk(branch)
+        assert logit.shape == (B,) and features.shape == (B, 512)
+        assert D.posterior(branch).shape == (B, 23) and D.metric(branch).shape == (B, 23)
+        mean, log_sigma = model.vae.encode(torch.randn(B, NUM_JOINTS, 3))
+        assert mean.shape == log_sigma.shape == (B, 20)
+        assert model.vae.decode(mean).shape == (B, NUM_JOINTS, 3)
+
+
+def test_inference_api_shapes_and_pose_normalisation():
+    model = CrossingNets()
+    B = 2
+    joints = torch.randn(B, NUM_JOINTS, 3) * 30 + torch.tensor([0.0, 0.0, 400.0])
+    center = torch.tensor([[0.0, 0.0, 400.0], [10.0, -5.0, 410.0]])
+    rel, offset = model.normalize_pose(joints, center)
+    assert torch.allclose(rel[:, 0], torch.zeros(B, 3))
+    assert torch.allclose(offset, (joints[:, 0] - center) / 50)
+    assert torch.allclose(model.denormalize_pose(rel, offset, center), joints, atol=1e-4)
+
+    latent, root = model.encode_pose(joints, center)
+    assert latent.shape == (B, 20) and root.shape == (B, 3)
+    assert model.decode_pose(latent, root, center).shape == (B, NUM_JOINTS, 3)
+    depth = model.generate_depth(torch.cat([latent, root], 1))
+    assert depth.shape == (B, 128, 128)
+    assert model.estimate(depth, center).shape == (B, NUM_JOINTS, 3)
+    assert model.estimate(depth[:, None], center).shape == (B, NUM_JOINTS, 3)
+    assert model.training  # inference calls restore the training flag
+
+
+def test_config_validation_and_recipe_files():
+    with pytest.raises(ValueError, match="fc_dim"):
+        CrossingNetsConfig.from_dict({"generator": {"channels": 16}})
+    with pytest.raises(ValueError, match="bogus"):
+        Recipe.from_dict({"joint": {"bogus": 1}})
+    with pytest.raises(ValueError, match="pose must be"):
+        TrainingData(np.ones((2, 128, 128)), np.zeros((2, 14, 3)), np.zeros((2, 3)))
+    for path in sorted((ROOT / "recipes").glob("*.toml")):
+        recipe = Recipe.from_toml(path)
+        assert recipe.model.code_dim == 23, path
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def test_training_losses_fall_and_outputs(trained):
+    model, out = trained
+    rows = read_losses(out / "metrics.csv")
+    vae = [float(r["vae"]) for r in rows if r["stage"] == "vae"]
+    assert np.mean(vae[-3:]) < 0.8 * np.mean(vae[:3])
+    recons = [float(r["recons"]) for r in rows if r["recons"]]
+    assert np.mean(recons[-3:]) < np.mean(recons[:3])
+    assert {r["stage"] for r in rows} == {"vae", "gan", "warmup", "joint", "refine"}
+    assert len(rows) == Recipe.from_toml(TINY).total_steps  # log_every = 1
+
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["pose"]["max_error_below"]) == {f"<{t}" for t in range(10, 90, 10)}
+    assert len(report["pose"]["per_joint_mm"]) == NUM_JOINTS
+    assert 0.0 <= report["generator"]["iou_mean"] <= 1.0
+    assert report["checksum"] == model.checksum
+    assert (out / "eval.png").stat().st_size > 0
+    assert any((out / "checkpoints").glob("step-*/optimizer.safetensors"))
+
+    config = json.loads((out / "model" / CONFIG).read_text())
+    assert config["provenance"]["data_digest"] == "test-digest"
+    assert config["normalisation"]["unit_mm"] == 50 and config["normalisation"]["root_joint"] == 0
+    assert config["joints"]["count"] == NUM_JOINTS
+    assert len(config["root_offset"]["cov"]) == 3 and len(config["latent"]["mean"]) == 20
+    assert model.sample_root_offsets(5).shape == (5, 3) and model.sample_latents(5).shape == (5, 20)
+
+
+def test_resume_gives_the_same_losses(tmp_path, data, trained):
+    _, reference = trained
+
+    def stop_in_joint_stage(event):
+        if event.get("stage") == "joint" and event["stage_step"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(Recipe.from_toml(TINY), data, tmp_path, progress=stop_in_joint_stage)
+    resumed = train(Recipe.from_toml(TINY), data, tmp_path, resume=True)
+    assert read_losses(tmp_path / "metrics.csv") == read_losses(reference / "metrics.csv")
+    assert resumed.checksum == load(reference / "model").checksum
+
+
+def test_split_and_sampler_are_deterministic():
+    s = split_indices(100, 0.1, 0.5, seed=3)
+    assert len(s.val) == 10 and len(s.train) == 90 and len(s.labeled) == 45
+    assert not set(s.val) & set(s.train) and set(s.labeled) <= set(s.train)
+    sampler = EpochSampler(s.train, 32, seed=1, stream=0)
+    first_epoch = np.concatenate([sampler(i) for i in range(3)])[:90]
+    assert sorted(first_epoch) == sorted(s.train)  # one pass visits every sample once
+    assert np.array_equal(EpochSampler(s.train, 32, 1, 0)(7), sampler(7))
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def test_save_load_is_bit_exact(tmp_path, trained, data):
+    model, _ = trained
+    model.save_pretrained(tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    depth, center = torch.from_numpy(data.depth[:4]), torch.from_numpy(data.center[:4])
+    assert torch.equal(model.estimate(depth, center), loaded.estimate(depth, center))
+    code = torch.randn(4, 23)
+    assert torch.equal(model.generate_depth(code), loaded.generate_depth(code))
+    assert loaded.checksum == model.checksum
+    assert json.loads((tmp_path / "m" / CONFIG).read_text())["weights"]["sha256"] == model.checksum
+    assert loaded.root_offset == model.root_offset and loaded.latent == model.latent
+    assert load(tmp_path / "m" / CONFIG).checksum == model.checksum  # a file inside also works
+
+
+def test_estimate_is_deterministic(trained, data):
+    model, _ = trained
+    depth, center = torch.from_numpy(data.depth[:8]), torch.from_numpy(data.center[:8])
+    assert torch.equal(model.estimate(depth, center), model.estimate(depth, center))
+    assert torch.equal(model.estimate(depth[:1], center[:1]), model.estimate(depth[:1], center[:1]))
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    CrossingNets().save_pretrained(tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def test_corrupted_checkpoint_is_refused(saved):
+    weights = saved / WEIGHTS
+    blob = bytearray(weights.read_bytes())
+    blob[-100:-90] = bytes(b ^ 0xFF for b in blob[-100:-90])
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load(saved)
+
+
+def test_truncated_checkpoint_is_refused(saved):
+    weights = saved / WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load(saved)
+
+
+def test_mismatched_architecture_is_refused(saved):
+    config = json.loads((saved / CONFIG).read_text())
+    config["architecture"]["generator"].update(channels=16, fc_dim=256)
+    (saved / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="architecture"):
+        load(saved)
+
+
+def test_missing_files_are_refused(saved, tmp_path):
+    with pytest.raises(CheckpointError, match="no such"):
+        load(tmp_path / "nowhere")
+    (saved / CONFIG).unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load(saved)
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that something unpickled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_header_length_byte_0x80_is_not_taken_for_a_pickle():
+    """A safetensors header length whose low byte is 0x80 looks like pickle's PROTO opcode."""
+    for pad in range(256):
+        blob = save_tensors({"x" * (pad + 1): torch.zeros(2)})
+        if blob[0] == 0x80:
+            break
+    assert blob[0] == 0x80
+    assert set(checkpoint._safetensors_header(Path("w.safetensors"), blob)) >= {"x" * (pad + 1)}
+
+
+def test_pickles_are_refused_without_unpickling(tmp_path, saved):
+    marker = tmp_path / "unpickled"
+    pt = tmp_path / "model.pt"
+    torch.save({"weights": _Marker(marker)}, pt)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load(pt)
+    raw = tmp_path / "model.data"
+    raw.write_bytes(pickle.dumps(_Marker(marker)))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load(raw)
+    (saved / WEIGHTS).write_bytes(pt.read_bytes())  # a torch.save file disguised as safetensors
+    with pytest.raises(CheckpointError, match="pickle"):
+        load(saved)
+    assert not marker.exists()
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_pose_metrics_known_values():
+    true = np.random.default_rng(0).normal(0, 50, (4, NUM_JOINTS, 3))
+    same = pose_metrics(true, true)
+    assert same["mean_joint_error_mm"] == 0 and all(v == 1.0 for v in same["max_error_below"].values())
+
+    pred = true.copy()
+    pred[:2, 5, 0] += 15.0  # frames 0 and 1: one joint 15 mm off
+    m = pose_metrics(pred, true)
+    assert m["mean_joint_error_mm"] == pytest.approx(2 * 15 / (4 * NUM_JOINTS))
+    assert m["per_joint_mm"]["PMCP"] == pytest.approx(7.5) and m["per_joint_mm"]["Wrist"] == 0
+    assert m["max_error_below"]["<10"] == 0.5 and m["max_error_below"]["<20"] == 1.0
+
+
+def test_silhouette_metrics_known_values():
+    real = np.ones((2, 8, 8), np.float32)
+    real[:, 2:6, 0:4] = 0.2  # 16-pixel squares
+    same = silhouette_metrics(real, real)
+    assert same["iou_mean"] == 1.0 and same["depth_mae_mm"] == 0.0
+
+    fake = np.ones_like(real)
+    fake[:, 2:6, 2:6] = 0.28  # overlaps half of each square, 0.08 units (10 mm) deeper
+    m = silhouette_metrics(fake, real)
+    assert m["iou_mean"] == pytest.approx(8 / 24)
+    assert m["depth_mae_mm"] == pytest.approx(10.0, abs=1e-4)
+    assert silhouette_metrics(np.ones_like(real), np.ones_like(real))["iou_mean"] == 1.0
+
+
+def test_recipe_switches(tmp_path, data):
+    recipe = Recipe.from_toml(TINY)
+    recipe = replace(recipe, losses=replace(recipe.losses, supervised_only=True),
+                     vae=replace(recipe.vae, steps=2), joint=replace(recipe.joint, warmup_steps=1, steps=2),
+                     refine=replace(recipe.refine, steps=0),
+                     runtime=replace(recipe.runtime, recalibrate_bn=False, checkpoint_every=100))
+    train(recipe, data, tmp_path)
+    rows = read_losses(tmp_path / "metrics.csv")
+    assert [r["stage"] for r in rows] == ["vae", "vae", "warmup", "joint", "joint"]
+    assert not any(r["d_gan"] or r["g_fm"] or r["smo_d"] or r["smo_g"] for r in rows)
+    assert all(r["pos"] and r["recons"] for r in rows if r["stage"] == "joint")
+    assert set(CSV_COLUMNS) >= set(LOSS_COLUMNS)
