@@ -155,17 +155,7 @@ def preview(
     typer.echo(f"wrote {out} ({len(panels)} crops)")
 
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "models" / "default"
 ModelOption = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
-
-
-def _load_model(path: Optional[Path]):
-    from synthgen.models import load
-
-    path = path or DEFAULT_MODEL
-    if not path.exists():
-        raise InputError(f"model not found: {path}" + (" (the default model is not installed)" if path == DEFAULT_MODEL else ""))
-    return load(path)
 
 
 @app.command()
@@ -220,7 +210,9 @@ def estimate(
         raise InputError(f"--out must end in .npy, got {out.name}")
     if out is not None and out.exists():
         raise InputError(f"{out} already exists; remove it first")
-    net = _load_model(model)
+    from synthgen.sampling import load_model
+
+    net = load_model(model)
     data = open_store(store)
     poses = np.empty((len(data), 21, 3), dtype=np.float32)
     start = time.perf_counter()

@@ -64,9 +64,12 @@ def normalize_depth(depth_mm: np.ndarray, center_z: np.ndarray, cube: float = CU
     depth_mm = np.asarray(depth_mm, dtype=np.float32)
     cz = np.asarray(center_z, dtype=np.float32)[..., None, None]
     half = np.float32(cube / 2)
-    norm = np.clip((depth_mm - cz) / half, -1.0, 1.0)
-    norm[(depth_mm <= 0) | (depth_mm > cz + half)] = BACKGROUND
-    return norm.astype(np.float32)
+    norm = depth_mm - cz
+    norm *= np.float32(1 / half)
+    background = (depth_mm <= 0) | (norm > 1)
+    np.clip(norm, -1.0, 1.0, out=norm)
+    norm[background] = BACKGROUND
+    return norm
 
 
 def denormalize_depth(norm: np.ndarray, center_z: np.ndarray, cube: float = CUBE_MM) -> np.ndarray:

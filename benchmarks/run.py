@@ -1,0 +1,135 @@
+"""synthgen's speed targets, measured in one run: prints a table, writes benchmarks/results/run.json.
+
+    python benchmarks/run.py [--quick] [--only render,sample,estimate]
+
+Each row is the median of `--repeats` timings. This machine is shared and its timings swing
+2-5x with other load (../shared/notes/machine-facts.md), so compare rows of one run, and read
+the load average printed with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHGEN = [sys.executable, str(ROOT / "cli.py")]
+DEFAULT_MODEL = ROOT / "assets" / "models" / "default"
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _cli(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([*SYNTHGEN, *args], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench_render(n: int, repeats: int) -> list[dict]:
+    """The mesh baseline, end to end (`synthgen render`, process start-up included), 1 and 2 workers."""
+    from synthgen.hand.baseline import BaselineRenderer
+
+    rows = []
+    source = BaselineRenderer(seed=0)
+    source.make_chunk(0, 8)  # context, mesh upload
+    t = _median_time(lambda: source.make_chunk(1, 1024), repeats)
+    rows.append({"name": "render: in-process, 1 chunk of 1024", "value": 1024 / t, "unit": "frames/s",
+                 "target": ">= 500 (issue 2), >= 800 (issue 9)"})
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in (1, 2):
+            t = _median_time(lambda: _cli("render", "--n", str(n), "--out", f"{tmp}/r.zarr", "--overwrite",
+                                          "--workers", str(workers)), repeats)
+            rows.append({"name": f"render: CLI, {n} samples, {workers} worker(s)", "value": n / t,
+                         "unit": "frames/s", "target": "2 workers faster than 1"})
+    return rows
+
+
+def bench_sample(n: int, repeats: int) -> list[dict]:
+    """Bare generator forward vs end-to-end `synthgen sample` with the default model."""
+    from synthgen.sampling import load_model
+
+    model = load_model(DEFAULT_MODEL)
+    codes = torch.randn(256, model.config.code_dim)
+    with torch.inference_mode():
+        model.generate_depth(codes)
+        t_bare = _median_time(lambda: model.generate_depth(codes), repeats)
+    rows = [{"name": "sample: bare generator, fp32, batch 256", "value": 256 / t_bare, "unit": "samples/s",
+             "target": ">= 1500 (issue 9)"}]
+    with tempfile.TemporaryDirectory() as tmp:
+        t = _median_time(lambda: _cli("sample", "--n", str(n), "--out", f"{tmp}/s.zarr", "--overwrite"), repeats)
+    rows.append({"name": f"sample: CLI end-to-end, {n} samples", "value": n / t, "unit": "samples/s",
+                 "target": ">= 0.8x bare"})
+    return rows
+
+
+def bench_estimate(repeats: int) -> list[dict]:
+    """Depth → pose through the posterior path, single frames and batches, 2 threads."""
+    from synthgen.sampling import load_model
+
+    model = load_model(DEFAULT_MODEL)
+    rows = []
+    for batch in (1, 256):
+        depth = torch.rand(batch, 128, 128) * 2 - 1
+        center = torch.tensor([[0.0, 0.0, 500.0]]).repeat(batch, 1)
+        with torch.inference_mode():
+            for _ in range(5):
+                model.estimate(depth, center)
+            loops = 200 if batch == 1 else 3
+            t = _median_time(lambda: [model.estimate(depth, center) for _ in range(loops)], repeats) / loops
+        rows.append({"name": f"estimate: batch {batch}", "value": batch / t, "unit": "frames/s",
+                     "target": ">= 300 (issue 3), >= 1000 single-frame (issue 9)" if batch == 1 else ""})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (a smoke test)")
+    parser.add_argument("--only", default="render,sample,estimate")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    wanted = set(args.only.split(","))
+    rows: list[dict] = []
+    if "render" in wanted:
+        rows += bench_render(2048 if args.quick else 8192, repeats)
+    have_model = (DEFAULT_MODEL / "config.json").is_file()
+    if "sample" in wanted and have_model:
+        rows += bench_sample(2048 if args.quick else 8192, repeats)
+    if "estimate" in wanted and have_model:
+        rows += bench_estimate(repeats)
+
+    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+               "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    print(f"machine: {machine['cpu_count']} cores, {machine['platform']}, torch {machine['torch']} "
+          f"({machine['torch_threads']} threads), load {machine['load_average'][0]:.1f}")
+    print(f"{'benchmark':<48} {'value':>10}  {'unit':<10} target")
+    for r in rows:
+        print(f"{r['name']:<48} {r['value']:>10,.0f}  {r['unit']:<10} {r['target']}")
+    out = ROOT / "benchmarks" / "results" / ("run-quick.json" if args.quick else "run.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2, default=float))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
