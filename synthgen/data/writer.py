@@ -103,9 +103,9 @@ class StoreWriter:
         path = Path(path)
         working = working_path_for(path)
         if path.exists() and not overwrite:
-            raise StoreExistsError(f"{path} already exists; pass overwrite to replace it")
+            raise StoreExistsError(f"{path} already exists; pass --overwrite to replace it")
         if working.exists() and not overwrite:
-            raise StoreExistsError(f"{working} holds an unfinished run; resume it or pass overwrite to discard it")
+            raise StoreExistsError(f"{working} holds an unfinished run; resume it (--resume) or pass --overwrite to discard it")
         if not isinstance(metadata, StoreMetadata):
             raise InvalidMetadataError(f"metadata must be a StoreMetadata, got {type(metadata).__name__}")
         for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size), ("latent_dim", latent_dim)):
@@ -205,7 +205,7 @@ class StoreWriter:
             raise IncompleteStoreError(f"{self.working_path}: {len(missing)} of {self.num_chunks} chunks not written "
                                        f"(first missing: {missing[0]})")
         if self.path.exists() and not self._overwrite:
-            raise StoreExistsError(f"{self.path} already exists; pass overwrite to replace it")
+            raise StoreExistsError(f"{self.path} already exists; pass --overwrite to replace it")
         self._group.attrs.update({"complete": True})
         if self.path.exists():
             replaced = self.path.with_name(f"{self.path.name}.replaced-{uuid.uuid4().hex[:8]}")
