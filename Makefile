@@ -1,9 +1,9 @@
 # Two entry points do all set-up on a fresh machine: `make sample` (the main job) and `make test`.
 PY := .venv/bin/python
 N ?= 10000
-OUT ?= out/baseline.zarr
+OUT ?= out/samples.zarr
 
-.PHONY: setup sample render test benchmarks docs clean
+.PHONY: setup sample baseline model test benchmarks clean
 
 setup: .venv/.installed
 
@@ -19,9 +19,19 @@ setup: .venv/.installed
 	$(PY) -m pip install -q 'pyopengl==3.1.10' 2>&1 | grep -v "pyrender 0.1.45 requires" || true
 	touch $@
 
+# The main job: N samples from the shipped default model (assets/models/default).
 sample: setup
-	.venv/bin/synthgen render --n $(N) --out $(OUT) --overwrite
+	.venv/bin/synthgen sample --n $(N) --out $(OUT) --overwrite
 	.venv/bin/synthgen info $(OUT)
+
+# The mesh-rendered baseline the model is trained and scored against.
+baseline: setup
+	.venv/bin/synthgen render --n $(N) --out out/baseline.zarr --workers 2 --overwrite
+
+# Rebuild the default model from scratch: its training data, then recipes/default.toml.
+model: setup
+	.venv/bin/synthgen render --n 100000 --seed 1 --out data/train-clean.zarr --workers 2 --overwrite
+	.venv/bin/synthgen train --recipe recipes/default.toml
 
 test: setup
 	$(PY) -m pytest -q

@@ -95,6 +95,26 @@ def _progress(total: int, label: str):
         yield advance
 
 
+@contextmanager
+def _stage_progress():
+    """One progress bar per training stage, created when the stage reports its first step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), disable=not sys.stderr.isatty()) as bar:
+        tasks: dict[str, int] = {}
+
+        def hook(event: dict) -> None:
+            stage = event["stage"]
+            if stage == "eval":
+                return
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=event["stage_steps"])
+            bar.update(tasks[stage], completed=event["stage_step"])
+
+        yield hook
+
+
 @app.command()
 def render(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")],
@@ -178,12 +198,7 @@ def train(
         raise InputError(f"{recipe}: data.stores names no store to train on")
     depth, pose, center, digest = load_arrays(stores)
     data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest)
-    total = r.vae.steps + (0 if r.losses.supervised_only else r.gan.steps) + r.joint.warmup_steps + r.joint.steps \
-        + r.posterior.steps
-    with _progress(total, "train") as advance:
-        def hook(event: dict) -> None:
-            if event["stage"] != "eval":
-                advance(1)
+    with _stage_progress() as hook:
         model = run_training(r, data, out_dir, progress=hook, resume=resume)
     results = json.loads((Path(out_dir or r.out_dir) / "eval.json").read_text())
     typer.echo(f"trained {r.name}: held-out mean joint error {results['pose']['mean_joint_error_mm']:.2f} mm, "
