@@ -16,7 +16,7 @@ setup: .venv/.installed
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q 'pyopengl==3.1.10' 2>&1 | grep -v "pyrender 0.1.45 requires" || true
+	$(PY) -m pip install -q 'pyopengl==3.1.10' 2>&1 | grep -v -e 'pyrender 0.1.45 requires' -e 'dependency resolver' -e 'is ignored' || true
 	touch $@
 
 # The main job: N samples from the shipped default model (assets/models/default).
