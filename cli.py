@@ -291,7 +291,8 @@ BatchOption = Annotated[int, typer.Option(
 VideoOption = Annotated[Optional[Path], typer.Option("--video", help="Write a video: out.mp4 or out.gif.")]
 FpsOption = Annotated[float, typer.Option(min=1.0, max=120.0, help="Video frame rate.")]
 PriorOption = Annotated[LatentPriorKind, typer.Option(
-    help="Pose-latent prior: standard = the VAE prior N(0, I); fitted = the Gaussian of the training poses' latents.")]
+    help="Pose-latent prior: fitted (default) = the Gaussian of the training poses' latents, which the decoder "
+         "has seen (trained with KL weight 0.1 the latents are not N(0, I)); standard = the VAE prior N(0, I).")]
 
 
 def _stored_bytes(path: Path) -> int:
@@ -325,7 +326,7 @@ def sample(
     precision: PrecisionOption = Precision.fp32,
     truncation: Annotated[Optional[float], typer.Option(
         help="Truncate every prior dimension to [-T, T] standard deviations (fewer, more typical hands).")] = None,
-    prior: PriorOption = LatentPriorKind.standard,
+    prior: PriorOption = LatentPriorKind.fitted,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model to the depth.")] = False,
     camera: Annotated[Camera, typer.Option(help="Sensor whose frame the crops are placed in.")] = Camera.hands2017,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (CPU only).")] = 1,
@@ -494,7 +495,7 @@ def walk(
     step_size: Annotated[float, typer.Option("--step-size", help="RMS latent distance per frame (prior std units; "
                                                                  "the prior's radius is ~4.8).")] = 0.15,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the start point and the walk's noise.")] = 0,
-    prior: PriorOption = LatentPriorKind.standard,
+    prior: PriorOption = LatentPriorKind.fitted,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the frames as a store.")] = None,
     video: VideoOption = None,
     fps: FpsOption = 24.0,

@@ -37,9 +37,9 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _cli(*args: str) -> float:
+def _cli(*args: str, env: dict | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run([*SYNTHGEN, *args], check=True, capture_output=True)
+    subprocess.run([*SYNTHGEN, *args], check=True, capture_output=True, env={**os.environ, **(env or {})})
     return time.perf_counter() - start
 
 
@@ -54,10 +54,10 @@ def bench_render(n: int, repeats: int) -> list[dict]:
     rows.append({"name": "render: in-process, 1 chunk of 1024", "value": 1024 / t, "unit": "frames/s",
                  "target": ">= 500 (issue 2), >= 800 (issue 9)"})
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, 2):
+        for backend, workers in (("egl", 1), ("egl", 2), ("osmesa", 1), ("osmesa", 2)):
             t = _median_time(lambda: _cli("render", "--n", str(n), "--out", f"{tmp}/r.zarr", "--overwrite",
-                                          "--workers", str(workers)), repeats)
-            rows.append({"name": f"render: CLI, {n} samples, {workers} worker(s)", "value": n / t,
+                                          "--workers", str(workers), env={"SYNTHGEN_GL": backend}), repeats)
+            rows.append({"name": f"render: CLI, {n} samples, {backend}, {workers} worker(s)", "value": n / t,
                          "unit": "frames/s", "target": "2 workers faster than 1"})
     return rows
 

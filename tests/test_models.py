@@ -162,6 +162,11 @@ def test_resume_gives_the_same_losses(tmp_path, data, trained):
     assert read_losses(tmp_path / "metrics.csv") == read_losses(reference / "metrics.csv")
     assert resumed.checksum == load(reference / "model").checksum
 
+    other = Recipe.from_toml(TINY)
+    other = replace(other, joint=replace(other.joint, lr=0.5))
+    with pytest.raises(CheckpointError, match="trains differently"):
+        train(other, data, tmp_path, resume=True)
+
 
 def test_split_and_sampler_are_deterministic():
     s = split_indices(100, 0.1, 0.5, seed=3)

@@ -65,7 +65,8 @@ def model(model_dir):
 @pytest.fixture(scope="module")
 def sampled(model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample") / "s.zarr"
-    result = invoke("sample", "--n", 300, "--out", out, "--model", model_dir, "--seed", 5, "--truncation", 2.0)
+    result = invoke("sample", "--n", 300, "--out", out, "--model", model_dir, "--seed", 5, "--truncation", 2.0,
+                    "--prior", "standard")
     assert result.exit_code == 0, result.output
     assert f"wrote 300 samples to {out}" in result.stdout and "MB on disk" in result.stdout
     return out
@@ -184,7 +185,7 @@ def test_store_is_byte_identical_across_batch_sizes_and_workers(model_dir, tmp_p
 def test_noise_changes_depth_only(model_dir, sampled, tmp_path):
     noisy = tmp_path / "noisy.zarr"
     assert invoke("sample", "--n", 300, "--out", noisy, "--model", model_dir, "--seed", 5, "--truncation", 2.0,
-                  "--noise").exit_code == 0
+                  "--prior", "standard", "--noise").exit_code == 0
     clean, dirty = open_store(sampled), open_store(noisy)
     np.testing.assert_array_equal(clean.pose[:], dirty.pose[:])
     assert not np.array_equal(clean.depth[:], dirty.depth[:])

@@ -34,6 +34,9 @@ def colorize_depth(depth_norm: np.ndarray) -> np.ndarray:
 
 
 def _draw_line(img: np.ndarray, a: np.ndarray, b: np.ndarray, colour: np.ndarray) -> None:
+    limit = 2 * max(img.shape[:2])
+    if not (np.isfinite(a).all() and np.isfinite(b).all()) or np.abs(np.concatenate([a, b])).max() > limit:
+        return  # a joint far outside the crop (or behind the camera): no bone is better than a wild one
     n = int(np.ceil(np.abs(b - a).max())) + 1
     for t in np.linspace(0.0, 1.0, max(n, 2)):
         x, y = np.round(a + t * (b - a)).astype(int)
@@ -46,8 +49,10 @@ def draw_skeleton(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     for j, p in enumerate(PARENTS):
         if p >= 0:
             _draw_line(img, uv[p], uv[j], FINGER_COLOURS[_joint_finger(j)])
-    for j, (x, y) in enumerate(np.round(uv).astype(int)):
-        img[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = FINGER_COLOURS[_joint_finger(j)]
+    for j, (x, y) in enumerate(uv):
+        if 0 <= x < img.shape[1] and 0 <= y < img.shape[0]:
+            x, y = int(round(x)), int(round(y))
+            img[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = FINGER_COLOURS[_joint_finger(j)]
     return img
 
 

@@ -110,7 +110,7 @@ def load(path: str | Path) -> CrossingNets:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG}: invalid architecture or metadata ({e})") from None
 
-    weights = directory / config.get("weights", {}).get("file", WEIGHTS)
+    weights = directory / WEIGHTS
     blob = _read_bytes(weights)
     tensors = _verified_tensors(weights, blob, config.get("weights", {}).get("sha256"), model.state_dict())
     model.load_state_dict(tensors, strict=True)
@@ -131,9 +131,9 @@ def _verified_tensors(path: Path, blob: bytes, expected_sha: str | None,
                               f"(missing {missing[:3]}, unexpected {extra[:3]})")
     for name, ref in expected.items():
         info = header[name]
-        shape, dtype = tuple(info["shape"]), _DTYPES.get(info["dtype"])
-        if shape != tuple(ref.shape) or dtype != ref.dtype:
-            raise CheckpointError(f"{path}: tensor {name!r} is {info['dtype']} {list(shape)} but the "
+        shape, dtype = info.get("shape"), info.get("dtype")
+        if shape != list(ref.shape) or _DTYPES.get(dtype) != ref.dtype:
+            raise CheckpointError(f"{path}: tensor {name!r} is {dtype} {shape} but the "
                                   f"architecture in config.json needs {ref.dtype} {list(ref.shape)}")
     return st_load(blob)
 
@@ -154,7 +154,10 @@ def _safetensors_header(path: Path, blob: bytes) -> dict:
         raise CheckpointError(f"{path}: corrupted safetensors header") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupted safetensors header")
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise CheckpointError(f"{path}: corrupted safetensors header") from None
     if 8 + n + end != len(blob):
         raise CheckpointError(f"{path}: truncated or padded: tensors need {8 + n + end} bytes, "
                               f"file has {len(blob)}")

@@ -231,7 +231,7 @@ class RuntimeRecipe:
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     log_every: int = 50  # steps per metrics.csv row (losses averaged over them)
     checkpoint_every: int = 1000  # steps between periodic checkpoints (each stage also ends with one)
-    recalibrate_bn: bool = False  # extension: re-estimate the posterior path's BN statistics on real depth
+    recalibrate_bn: bool = False  # extension: re-estimate BN statistics (posterior path, Ali + G) after training
     recalibrate_batches: int = 50
 
 

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 import synthgen
 from synthgen.conventions import NUM_JOINTS
@@ -278,27 +279,32 @@ class Trainer:
 
     @torch.no_grad()
     def recalibrate_bn(self, n_batches: int, batch_size: int) -> None:
-        """Re-estimate the posterior path's BN statistics on real training depth only.
+        """Re-estimate the BN statistics of both inference paths as population averages: the
+        posterior path on real training depth, Ali + G on the training codes.
 
-        During training the shared conv blocks also normalise generated batches, so their
-        running statistics mix real and generated depth; inference only sees real depth.
+        Running averages (momentum 0.1) lag weights that move fast and, in the shared conv
+        blocks, mix real and generated batches; inference sees neither effect.
         """
-        D = self.model.discriminator
-        modules = [*D.convs[: D.config.branch_after], D.posterior]
-        bn_types = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
-        bns = [b for mod in modules for b in mod.modules() if isinstance(b, bn_types)]
-        momenta = [b.momentum for b in bns]
-        self.model.eval()
-        for b in bns:
-            b.reset_running_stats()
-            b.momentum = None  # cumulative average over the batches below
-            b.train()
-        sampler = EpochSampler(self.split.train, batch_size, self.r.seed, stream=99)
-        for i in range(n_batches):
-            D.posterior(D.branch(self.depth_batch(sampler(i))))
-        for b, momentum in zip(bns, momenta):
-            b.momentum = momentum
-        self.model.eval()
+        m, D = self.model, self.model.discriminator
+        depth = EpochSampler(self.split.train, batch_size, self.r.seed, stream=98)
+        codes = EpochSampler(self.split.labeled, batch_size, self.r.seed, stream=99)
+        paths = [([*D.convs[: D.config.branch_after], D.posterior],
+                  lambda i: D.posterior(D.branch(self.depth_batch(depth(i))))),
+                 ([m.align, m.generator],
+                  lambda i: m.generator(m.align(self.codes[self.labeled_rows(codes(i))])))]
+        m.eval()
+        for modules, forward in paths:
+            bns = [b for mod in modules for b in mod.modules() if isinstance(b, (nn.BatchNorm1d, nn.BatchNorm2d))]
+            momenta = [b.momentum for b in bns]
+            for b in bns:
+                b.reset_running_stats()
+                b.momentum = None  # cumulative average over the batches below
+                b.train()
+            for i in range(n_batches):
+                forward(i)
+            for b, momentum in zip(bns, momenta):
+                b.momentum = momentum
+                b.eval()
 
 
 def _lr(recipe: Recipe, stage: str, step: int, steps: int) -> float:
@@ -359,6 +365,13 @@ class MetricsLog:
         return row
 
 
+def _trajectory(recipe: dict) -> dict:
+    """The parts of a recipe dict that shape the training trajectory (not logging, evaluation
+    or the final BN re-estimation): what must match for `resume`."""
+    runtime = {k: v for k, v in recipe["runtime"].items() if k in ("precision", "channels_last")}
+    return {k: v for k, v in recipe.items() if k not in ("name", "out_dir", "runtime", "eval")} | {"runtime": runtime}
+
+
 def _latest_checkpoint(out_dir: Path) -> Path | None:
     done = sorted(p for p in (out_dir / "checkpoints").glob("step-*") if (p / "training_state.json").exists())
     return done[-1] if done else None
@@ -411,8 +424,9 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     ckpt = _latest_checkpoint(out_dir) if resume else None
     if ckpt is not None:
         state, saved_opt = load_training_state(ckpt)
-        if state["recipe"] != json.loads(json.dumps(r.to_dict())):
-            raise CheckpointError(f"{ckpt}: was written by a different recipe; resume needs the same one")
+        if _trajectory(state["recipe"]) != _trajectory(json.loads(json.dumps(r.to_dict()))):
+            raise CheckpointError(f"{ckpt}: was written by a recipe that trains differently; resume needs the same "
+                                  f"data, model, stages, losses and precision")
         if state["split_seed"] != r.data.split_seed or state["samples"] != provenance["samples"]:
             raise CheckpointError(f"{ckpt}: was trained on a different data split")
         loaded = load(ckpt)
@@ -468,9 +482,9 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
                 progress({"stage": stage, "stage_step": step + 1, "stage_steps": steps, "step": step_global,
                           "total_steps": total, "losses": logs})
 
+    trainer.compute_codes()
     if r.runtime.recalibrate_bn:
         trainer.recalibrate_bn(r.runtime.recalibrate_batches, r.joint.batch_size)
-    trainer.compute_codes()
     model.eval().to(memory_format=torch.contiguous_format)  # as `load` rebuilds it: same outputs, bit for bit
     save_model(model, out_dir / "model")
     if len(split.val):
