@@ -29,7 +29,7 @@ def pose_metrics(pred: np.ndarray, true: np.ndarray, thresholds=THRESHOLDS_MM) -
     return {
         "frames": int(err.shape[0]),
         "mean_joint_error_mm": float(err.mean()),
-        "median_error_mm": float(np.median(err)),
+        "median_joint_error_mm": float(np.median(err)),
         "per_joint_mm": {name: float(v) for name, v in zip(JOINT_NAMES, err.mean(axis=0))},
         "max_error_below": {f"<{t}": float((worst < t).mean()) for t in thresholds},
     }
