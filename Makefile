@@ -3,7 +3,7 @@ PY := .venv/bin/python
 N ?= 10000
 OUT ?= out/samples.zarr
 
-.PHONY: setup sample baseline model test benchmarks clean
+.PHONY: setup sample baseline model depthnet realism downstream test benchmarks clean
 
 setup: .venv/.installed
 
@@ -28,10 +28,37 @@ sample: setup
 baseline: setup
 	.venv/bin/synthgen render --n $(N) --out out/baseline.zarr --workers 2 --overwrite
 
+# The project's mesh-rendered datasets (seeds fixed: every number in docs/ names them).
+SG := .venv/bin/synthgen
+data/train-clean.zarr: | .venv/.installed
+	$(SG) render --n 100000 --seed 1 --out $@ --workers 2
+data/train-noisy.zarr: | .venv/.installed
+	$(SG) render --n 50000 --seed 2 --noise --out $@ --workers 2
+data/test-clean.zarr: | .venv/.installed
+	$(SG) render --n 4096 --seed 101 --out $@
+data/test-noisy.zarr: | .venv/.installed
+	$(SG) render --n 4096 --seed 102 --noise --out $@
+data/default-10k.zarr: | .venv/.installed
+	$(SG) sample --n 10000 --seed 0 --out $@
+data/samples-100k.zarr: | .venv/.installed
+	$(SG) sample --n 100000 --seed 1 --out $@
+TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
+
 # Rebuild the default model from scratch: its training data, then recipes/default.toml.
-model: setup
-	.venv/bin/synthgen render --n 100000 --seed 1 --out data/train-clean.zarr --workers 2 --overwrite
-	.venv/bin/synthgen train --recipe recipes/default.toml
+model: data/train-clean.zarr
+	$(SG) train --recipe recipes/default.toml
+
+# Retrain the realism feature network / independent pose estimator (assets/depthnet).
+depthnet: data/train-clean.zarr data/train-noisy.zarr
+	$(PY) -m synthgen.models.depthnet --stores data/train-clean.zarr data/train-noisy.zarr --out assets/depthnet --steps 2500
+
+# docs/realism.md: the default model's scores next to baseline and corrupted-baseline rows.
+realism: data/train-clean.zarr data/default-10k.zarr $(TEST_DATA)
+	$(PY) benchmarks/realism_table.py
+
+# docs/downstream.md: a regressor on 1k labels, with and without 100k synthgen samples.
+downstream: data/train-clean.zarr data/samples-100k.zarr $(TEST_DATA)
+	$(PY) benchmarks/downstream.py
 
 test: setup
 	$(PY) -m pytest -q

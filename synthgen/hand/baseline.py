@@ -67,13 +67,18 @@ class BaselineRenderer:
         pose = sample_poses(rng, count, CAMERAS[self.camera_name], self.prior)
         return self.render_poses(pose, noise_rng=np.random.default_rng([self.seed, chunk_index, 1]))
 
-    def render_poses(self, pose: HandPose, noise_rng: np.random.Generator | None = None) -> RenderedCrops:
-        """Render given hand states (e.g. decoded from a model) as normalised crops."""
+    def render_poses(self, pose: HandPose, noise_rng: np.random.Generator | None = None,
+                     centers: np.ndarray | None = None) -> RenderedCrops:
+        """Render given hand states (e.g. decoded from a model) as normalised crops.
+
+        `centers` (n, 3) mm fixes the crop centres (e.g. a store's own, so a render lines up
+        pixel for pixel with that store's crops); by default each hand's `hand_center`.
+        """
         if self._renderer is None:
             self._mesh = HandMesh.load()
             self._renderer = DepthRenderer(self.crop_size, self.crop_size)
         joints = forward_kinematics(pose)[0].numpy()
-        centers = camera.hand_center(joints)
+        centers = camera.hand_center(joints) if centers is None else np.asarray(centers, np.float32)
         vertices = pose_vertices(self._mesh, pose).numpy()
         depth = np.empty((len(pose), self.crop_size, self.crop_size), dtype=np.float32)
         for i in range(len(pose)):

@@ -1,0 +1,194 @@
+"""score.json + report.html (+ its PNG figures and per-sample CSV) for a ScoreResult.
+
+The output directory appears complete or not at all: everything is written into a sibling
+temporary directory that is renamed into place last; an existing directory is replaced only
+with `overwrite`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from synthgen.errors import InputError
+from synthgen.realism.score import ScoreResult
+
+DIFF_RANGE_MM = 50.0
+
+#: One line per headline number: key in score.json → what it means.
+KEY_DOCS = {
+    "pair.iou_mean": "silhouette IoU, generated crop vs mesh render of its own pose (1 = same outline)",
+    "pair.depth_mae_mm": "mean |Δdepth| in mm where both are hand",
+    "pair.pose_consistency_mm": "DepthNet's joints from the generated crop vs the paired pose, mean mm",
+    "pair.estimator_floor_mm": "the same for the mesh renders: DepthNet's own error on these poses",
+    "set.fd": "Fréchet distance of DepthNet embeddings, generated vs reference (0 = same distribution)",
+    "set.kid": "kernel (MMD²) distance of the same embeddings; unbiased, ≈0 for one distribution",
+    "set.precision": "fraction of generated crops inside the reference's k-NN manifold (fidelity)",
+    "set.recall": "fraction of reference crops inside the generated k-NN manifold (diversity)",
+    "set.coverage": "fraction of reference poses with a generated pose in their k-NN ball",
+}
+
+
+def _lookup(scores: dict, dotted: str):
+    value = scores
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory")
+    if not out.parent.is_dir():
+        raise InputError(f"--out: directory {out.parent} does not exist")
+
+
+def write_report(result: ScoreResult, out: str | Path, overwrite: bool = False) -> Path:
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "score.json").write_text(json.dumps(result.scores, indent=2, allow_nan=False) + "\n")
+        _per_sample_csv(result, tmp / "per_sample.csv")
+        figures = _figures(result, tmp)
+        (tmp / "report.html").write_text(_html(result, figures))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _per_sample_csv(result: ScoreResult, path: Path) -> None:
+    columns = list(result.per_sample)
+    data = np.column_stack([result.per_sample[c].astype(np.float64) for c in columns])
+    np.savetxt(path, data, delimiter=",", header=",".join(columns), comments="", fmt="%.6g")
+
+
+def _order_by_iou(result: ScoreResult) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(result.per_sample["iou"], kind="stable")
+    k = min(result.scores["settings"]["examples"], len(order) // 2 or 1)
+    return order[::-1][:k], order[:k]
+
+
+def _figures(result: ScoreResult, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figures = {}
+    ps = result.per_sample
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    axes[0].hist(ps["iou"], bins=40, range=(0, 1), color="#4477aa")
+    axes[0].set_xlabel("silhouette IoU vs mesh render")
+    mae = ps["depth_mae_mm"][np.isfinite(ps["depth_mae_mm"])]
+    axes[1].hist(mae, bins=40, color="#4477aa")
+    axes[1].set_xlabel("masked |Δdepth| (mm)")
+    hi = float(np.quantile(np.concatenate([ps["pose_consistency_mm"], ps["estimator_floor_mm"]]), 0.99))
+    axes[2].hist(ps["pose_consistency_mm"], bins=40, range=(0, hi), alpha=0.7, label="generated depth",
+                 color="#4477aa")
+    axes[2].hist(ps["estimator_floor_mm"], bins=40, range=(0, hi), alpha=0.6, label="mesh render (floor)",
+                 color="#ee6677")
+    axes[2].set_xlabel("DepthNet joints vs paired pose (mm)")
+    axes[2].legend()
+    for ax in axes:
+        ax.set_ylabel("samples")
+    fig.tight_layout()
+    fig.savefig(out / "distributions.png", dpi=90)
+    plt.close(fig)
+    figures["distributions"] = "distributions.png"
+
+    best, worst = _order_by_iou(result)
+    rows = [("best", i) for i in best] + [("worst", i) for i in worst]
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)))
+    axes = np.atleast_2d(axes)
+    cube = result.scores["store"]["cube_mm"]
+    for r, (label, i) in enumerate(rows):
+        gen, mesh = result.generated[i], result.mesh[i]
+        both = (gen < 0.999) & (mesh < 0.999)
+        diff = np.where(both, (gen - mesh) * cube / 2, np.nan)
+        axes[r, 0].imshow(np.where(gen < 0.999, gen, np.nan), cmap="magma_r", vmin=-0.6, vmax=0.6)
+        axes[r, 1].imshow(np.where(mesh < 0.999, mesh, np.nan), cmap="magma_r", vmin=-0.6, vmax=0.6)
+        axes[r, 2].imshow(diff, cmap="coolwarm", vmin=-DIFF_RANGE_MM, vmax=DIFF_RANGE_MM)
+        axes[r, 0].set_ylabel(f"{label} #{int(result.per_sample['index'][i])}\nIoU {ps['iou'][i]:.2f}", fontsize=8)
+        for c in range(3):
+            axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
+    for c, title in enumerate(("generated", "mesh render of its pose", f"difference (±{DIFF_RANGE_MM:.0f} mm)")):
+        axes[0, c].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "examples.png", dpi=80)
+    plt.close(fig)
+    figures["examples"] = "examples.png"
+
+    if result.nearest_train:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        both = np.concatenate(list(result.nearest_train.values()))
+        bins = np.linspace(0, np.quantile(both, 0.995), 50)
+        ax.hist(result.nearest_train["generated"], bins=bins, alpha=0.7, label="generated → train", density=True)
+        ax.hist(result.nearest_train["reference"], bins=bins, alpha=0.6, label="unseen reference → train",
+                density=True)
+        ax.set_xlabel("distance to nearest training crop (DepthNet embedding)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "memorisation.png", dpi=90)
+        plt.close(fig)
+        figures["memorisation"] = "memorisation.png"
+    return figures
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return html.escape(str(value))
+
+
+def _html(result: ScoreResult, figures: dict[str, str]) -> str:
+    s = result.scores
+    rows = "".join(f"<tr><td><code>{k}</code></td><td>{_fmt(_lookup(s, k))}</td><td>{html.escape(doc)}</td></tr>"
+                   for k, doc in KEY_DOCS.items())
+    extra = {"set.fd_ci95": _lookup(s, "set.fd_ci95"), "set.kid_std": _lookup(s, "set.kid_std"),
+             "pair.no_overlap_fraction": _lookup(s, "pair.no_overlap_fraction"),
+             "pair.ik_residual_median_mm": _lookup(s, "pair.ik_residual_median_mm")}
+    rows += "".join(f"<tr><td><code>{k}</code></td><td>{_fmt(v)}</td><td></td></tr>" for k, v in extra.items())
+    mem = s["memorisation"]
+    if "skipped" in mem:
+        mem_html = f"<p>Skipped: {html.escape(mem['skipped'])}.</p>"
+    else:
+        mem_html = (f"<p>Median distance to the nearest training crop: generated "
+                    f"{_fmt(mem['generated_to_train']['median'])}, unseen reference "
+                    f"{_fmt(mem['reference_to_train']['median'])} (ratio {_fmt(mem['median_ratio'])}; "
+                    f"≪ 1 would mean copies). Generated crops closer than the reference's 1st percentile: "
+                    f"{_fmt(mem['closer_than_reference_p01'])}.</p>")
+    imgs = "".join(f'<h2>{html.escape(name)}</h2><img src="{file}" alt="{html.escape(name)}">'
+                   for name, file in figures.items())
+    store, ref, net = s["store"], s["reference"], s["feature_network"]
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>synthgen score: {html.escape(store['path'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{padding:2px 10px;border-bottom:1px solid #ddd}}
+img{{max-width:100%}}</style></head><body>
+<h1>Realism score</h1>
+<p>Store <code>{html.escape(store['path'])}</code> ({store['num_scored']} of {store['num_samples']} samples scored,
+producer {html.escape(str(store['producer']))}, model {html.escape(str(store['model_checksum'])[:12])}).
+Reference: {html.escape(json.dumps(ref))}. Feature network {html.escape(net['version'])}
+(sha256 {html.escape(net['sha256'][:12])}…, trained on {html.escape(str(net['train_stores']))}).</p>
+<table><tr><th>key</th><th>value</th><th>meaning</th></tr>{rows}</table>
+<h2>memorisation</h2>{mem_html}
+{imgs}
+<p>Timing (s): {html.escape(json.dumps(s['timing_s']))}</p>
+</body></html>
+"""
