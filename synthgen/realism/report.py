@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from synthgen.errors import InputError
+from synthgen.realism import metrics
 from synthgen.realism.score import ScoreResult
 
 DIFF_RANGE_MM = 50.0
@@ -110,22 +111,23 @@ def _figures(result: ScoreResult, out: Path) -> dict[str, str]:
     figures["distributions"] = "distributions.png"
 
     best, worst = _order_by_iou(result)
-    rows = [("best", i) for i in best] + [("worst", i) for i in worst]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)))
-    axes = np.atleast_2d(axes)
+    titles = ("generated", "mesh render of its pose", f"difference (±{DIFF_RANGE_MM:.0f} mm)")
+    fig, axes = plt.subplots(len(best), 6, figsize=(13, 2.2 * len(best)), squeeze=False)
     cube = result.scores["store"]["cube_mm"]
-    for r, (label, i) in enumerate(rows):
-        gen, mesh = result.generated[i], result.mesh[i]
-        both = (gen < 0.999) & (mesh < 0.999)
-        diff = np.where(both, (gen - mesh) * cube / 2, np.nan)
-        axes[r, 0].imshow(np.where(gen < 0.999, gen, np.nan), cmap="magma_r", vmin=-0.6, vmax=0.6)
-        axes[r, 1].imshow(np.where(mesh < 0.999, mesh, np.nan), cmap="magma_r", vmin=-0.6, vmax=0.6)
-        axes[r, 2].imshow(diff, cmap="coolwarm", vmin=-DIFF_RANGE_MM, vmax=DIFF_RANGE_MM)
-        axes[r, 0].set_ylabel(f"{label} #{int(result.per_sample['index'][i])}\nIoU {ps['iou'][i]:.2f}", fontsize=8)
-        for c in range(3):
-            axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
-    for c, title in enumerate(("generated", "mesh render of its pose", f"difference (±{DIFF_RANGE_MM:.0f} mm)")):
-        axes[0, c].set_title(title, fontsize=9)
+    for group, (label, picks) in enumerate((("best", best), ("worst", worst))):
+        for r, i in enumerate(picks):
+            gen, mesh = result.generated[i], result.mesh[i]
+            both = metrics.foreground(gen) & metrics.foreground(mesh)
+            panels = (np.where(metrics.foreground(gen), gen, np.nan), np.where(metrics.foreground(mesh), mesh, np.nan),
+                      np.where(both, (gen - mesh) * cube / 2, np.nan))
+            for c, (img, cmap, lim) in enumerate(zip(panels, ("magma_r", "magma_r", "coolwarm"),
+                                                     (0.6, 0.6, DIFF_RANGE_MM))):
+                ax = axes[r, 3 * group + c]
+                ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+                ax.set_xticks([]), ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"{label}: {titles[c]}", fontsize=8)
+            axes[r, 3 * group].set_ylabel(f"#{int(ps['index'][i])}  IoU {ps['iou'][i]:.2f}", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "examples.png", dpi=80)
     plt.close(fig)
