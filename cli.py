@@ -76,6 +76,27 @@ class Camera(str, Enum):
     hands2017 = "hands2017"
 
 
+ChunkSizeOption = Annotated[int, typer.Option(
+    "--chunk-size", min=64, max=65536,
+    help="Samples per shard file (a multiple of 64): the unit of one worker, of --resume and of a checksum.")]
+ResumeOption = Annotated[bool, typer.Option(
+    help="Finish an interrupted run of this same command (same options); starts it if it never wrote anything.")]
+SchedulerOption = Annotated[Optional[str], typer.Option(
+    "--scheduler", help="Run on Dask distributed instead of --workers: local:N worker processes, or a running "
+                        "scheduler's address tcp://HOST:8786 (its workers must see --out at the same path).")]
+
+
+def _check_scheduler(scheduler: Optional[str], workers: int) -> None:
+    """Refuse a bad --scheduler (or one combined with --workers) before anything is written."""
+    if scheduler is None:
+        return
+    from synthgen.data.distributed import parse_scheduler
+
+    parse_scheduler(scheduler)
+    if workers > 1:
+        raise InputError("--scheduler and --workers exclude each other (local:N starts N worker processes)")
+
+
 @contextmanager
 def _progress(total: int, label: str):
     """A rich progress bar with samples/s and ETA; yields an `advance(n)` hook for the library."""
@@ -124,22 +145,49 @@ def render(
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model.")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Render processes.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
+    chunk_size: ChunkSizeOption = 1024,
+    resume: ResumeOption = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Render the mesh-hand baseline: random poses → skinned mesh → 128² normalised crops."""
+    from synthgen.data.distributed import produce_on_dask
     from synthgen.data.produce import produce
     from synthgen.data.schema import StoreMetadata
-    from synthgen.data.writer import StoreWriter
     from synthgen.hand.baseline import BaselineRenderer
     from synthgen.hand.noise import SensorNoise
 
     source = BaselineRenderer(seed=seed, camera_name=camera.value, noise=SensorNoise() if noise else None)
     metadata = StoreMetadata(producer="render", seed=seed, camera=camera.value, parameters=source.params())
-    writer = StoreWriter.create(out, n, metadata, overwrite=overwrite)
+    _check_scheduler(scheduler, workers)
+    writer = _store_writer(out, n, metadata, chunk_size=chunk_size, overwrite=overwrite, resume=resume)
+    if writer is None:
+        return
+    todo = writer.samples_missing()
     start = time.perf_counter()
-    with _progress(n, "render") as advance:
-        produce(writer, source, workers=workers, on_progress=advance)
+    with _progress(todo, "render") as advance:
+        if scheduler is None:
+            produce(writer, source, workers=workers, on_progress=advance)
+        else:
+            produce_on_dask(writer, source, scheduler, on_progress=advance)
     elapsed = time.perf_counter() - start
-    typer.echo(f"wrote {n} samples to {out} in {elapsed:.1f} s ({n / elapsed:,.0f} samples/s, {workers} worker(s))")
+    ran_on = f"{workers} worker(s)" if scheduler is None else f"Dask {scheduler}"
+    typer.echo(f"wrote {todo} samples to {out} in {elapsed:.1f} s ({todo / elapsed:,.0f} samples/s, {ran_on})")
+
+
+def _store_writer(out: Path, n: int, metadata, *, chunk_size: int, overwrite: bool, resume: bool,
+                  with_latent: bool = False):
+    """A writer for a new store, or with --resume for the interrupted run's (None: already done)."""
+    from synthgen.data.writer import StoreWriter
+
+    if chunk_size % 64:
+        raise InputError(f"--chunk-size must be a multiple of 64, got {chunk_size}")
+    if not resume:
+        return StoreWriter.create(out, n, metadata, with_latent=with_latent, overwrite=overwrite, chunk_size=chunk_size)
+    writer = StoreWriter.resume(out, n, metadata, with_latent=with_latent, overwrite=overwrite, chunk_size=chunk_size,
+                                ignore_parameters=("model",))  # the model is named by its checksum
+    if writer is None:
+        typer.echo(f"{out} is already complete; nothing to resume")
+    return writer
 
 
 @app.command()
@@ -151,28 +199,91 @@ def info(store: Annotated[Path, typer.Argument(help="A synthgen Zarr store.")]) 
 
 
 @app.command()
+def verify(store: Annotated[Path, typer.Argument(help="A synthgen Zarr store.")]) -> None:
+    """Check a store end to end: schema, metadata, shapes and counts, checksums, every value."""
+    from synthgen.data.verify import MAX_LISTED_PROBLEMS, require_valid, verify_store
+
+    report = verify_store(store)
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    for problem in report.problems[:MAX_LISTED_PROBLEMS]:
+        typer.echo(f"problem: {problem}")
+    if len(report.problems) > MAX_LISTED_PROBLEMS:
+        typer.echo(f"... and {len(report.problems) - MAX_LISTED_PROBLEMS} more")
+    require_valid(report)
+    typer.echo(report.summary())
+
+
+@app.command()
 def preview(
     store: Annotated[Path, typer.Argument(help="A synthgen Zarr store.")],
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
     n: Annotated[int, typer.Option("--n", min=1, max=256, help="Number of crops.")] = 16,
     columns: Annotated[int, typer.Option(min=1, max=32)] = 4,
     skeleton: Annotated[bool, typer.Option("--skeleton/--no-skeleton", help="Draw the joints.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
 ) -> None:
     """A PNG grid of the first N crops (colour-mapped depth, optional skeleton overlay)."""
     import imageio.v3 as iio
 
     from synthgen.data.preview import crop_panel, grid
     from synthgen.data.reader import open_store
+    from synthgen.outputs import atomic_output, check_output_file
 
-    data = open_store(store)
     if out.suffix.lower() != ".png":
         raise InputError(f"--out must end in .png, got {out.name}")
+    check_output_file(out, overwrite)
+    data = open_store(store)
     batch = data.read(slice(0, min(n, len(data))))
     cube = data.metadata.cube_mm
-    panels = [crop_panel(batch.depth[i], batch.pose[i] if skeleton else None, batch.center[i], cube)
-              for i in range(len(batch))]
-    iio.imwrite(out, grid(panels, columns))
+    panels = [crop_panel(batch.depth[i], batch.pose[i] if skeleton else None, batch.center[i], cube,
+                         joint_layout=data.joint_layout) for i in range(len(batch))]
+    with atomic_output(out, overwrite) as partial:
+        iio.imwrite(partial, grid(panels, columns))
     typer.echo(f"wrote {out} ({len(panels)} crops)")
+
+
+class ExportFormat(str, Enum):
+    png16 = "png16"
+    native = "native"
+    npz = "npz"
+
+
+class ExportLayout(str, Enum):
+    nyu = "nyu"
+    icvl = "icvl"
+    msra = "msra"
+    hands2017 = "hands2017"
+
+
+@app.command()
+def export(
+    store: Annotated[Path, typer.Argument(help="A synthgen Zarr store.")],
+    file_format: Annotated[ExportFormat, typer.Option(
+        "--format", help="png16: 16-bit PNG, mm; native: the dataset's own depth files (NYU RGB PNG, MSRA .bin); "
+                         "npz: one samples.npz.")],
+    layout: Annotated[ExportLayout, typer.Option(help="Dataset whose files, camera and joint order to write.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: the dataset's root.")],
+    crop: Annotated[bool, typer.Option("--crop/--full-frame", help="Write the 128² crops (with per-frame crop "
+                                                                   "cameras) instead of full sensor frames.")] = False,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Export only the first N samples.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output (only once the new one is complete).")
+                         ] = False,
+) -> None:
+    """Write a store as NYU / ICVL / MSRA / HANDS2017 files (depth, intrinsics, labels) for their loaders."""
+    from synthgen.data.export import export_store
+    from synthgen.data.reader import open_store
+
+    size = len(open_store(store))
+    total = size if n is None else min(n, size)
+    start = time.perf_counter()
+    with _progress(total, "export") as advance:
+        manifest = export_store(store, out, layout=layout.value, fmt=file_format.value, crop=crop, limit=n,
+                                overwrite=overwrite, on_progress=advance)
+    outside = manifest["samples_with_joints_outside_image"]
+    typer.echo(f"exported {manifest['samples']} samples to {out} in {time.perf_counter() - start:.1f} s "
+               f"({layout.value}, {file_format.value}, {manifest['frame']} frames; labels {', '.join(manifest['labels'])})"
+               + (f"; {outside} sample(s) have joints outside the image" if outside else ""))
 
 
 ModelOption = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
@@ -192,12 +303,18 @@ def train(
 
     if not recipe.is_file():
         raise InputError(f"recipe not found: {recipe}")
-    r = Recipe.from_toml(recipe)
+    try:
+        r = Recipe.from_toml(recipe)
+    except (ValueError, UnicodeDecodeError) as error:  # tomllib.TOMLDecodeError is a ValueError
+        raise InputError(f"{recipe}: not a valid recipe ({' '.join(str(error).split())})") from None
     stores = [Path(s) for s in r.data.stores]
     if not stores:
         raise InputError(f"{recipe}: data.stores names no store to train on")
     depth, pose, center, digest = load_arrays(stores)
-    data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest)
+    from synthgen.data.reader import open_store
+
+    data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest,
+                        joint_layout=open_store(stores[0]).joint_layout)
     with _stage_progress() as hook:
         model = run_training(r, data, out_dir, progress=hook, resume=resume)
     results = json.loads((Path(out_dir or r.out_dir) / "eval.json").read_text())
@@ -210,9 +327,11 @@ def train(
 def estimate(
     store: Annotated[Path, typer.Argument(help="A store of depth crops (with their crop centres).")],
     model: ModelOption = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the poses (N, 21, 3) mm as .npy.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the poses (N, J, 3) mm as .npy, in the model's "
+                                                              "joint layout.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics against the store's poses as JSON.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 256,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Depth → pose through the model's posterior path."""
     import numpy as np
@@ -221,15 +340,20 @@ def estimate(
     from synthgen.data.reader import open_store
     from synthgen.models.evaluate import pose_metrics
 
+    from synthgen.outputs import atomic_output, check_output_file
+
     if out is not None and out.suffix != ".npy":
         raise InputError(f"--out must end in .npy, got {out.name}")
-    if out is not None and out.exists():
-        raise InputError(f"{out} already exists; remove it first")
+    if out is not None:
+        check_output_file(out, overwrite)
     from synthgen.sampling import load_model
 
     net = load_model(model)
     data = open_store(store)
-    poses = np.empty((len(data), 21, 3), dtype=np.float32)
+    if as_json and data.joint_layout != net.joint_layout:
+        raise InputError(f"--json compares with the store's poses, which are {data.joint_layout} joints; the model "
+                         f"estimates {net.joint_layout} joints")
+    poses = np.empty((len(data), net.config.vae.num_joints, 3), dtype=np.float32)
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(data), batch_size):
@@ -237,9 +361,12 @@ def estimate(
             poses[i:i + len(batch)] = net.estimate(torch.from_numpy(batch.depth), torch.from_numpy(batch.center)).numpy()
     elapsed = time.perf_counter() - start
     if out is not None:
-        np.save(out, poses)
+        with atomic_output(out, overwrite) as partial:
+            np.save(partial, poses)
     if as_json:
-        metrics = pose_metrics(poses, data.pose[:])
+        from synthgen.conventions import LAYOUTS
+
+        metrics = pose_metrics(poses, data.read_array("pose"), joint_names=LAYOUTS[net.joint_layout].joint_names)
         metrics.update(num_samples=len(data), frames_per_s=len(data) / elapsed, model_checksum=net.checksum)
         typer.echo(json.dumps(metrics, indent=2))
     else:
@@ -267,6 +394,7 @@ class PoseLayout(str, Enum):
     msra = "msra"
     nyu = "nyu"
     icvl = "icvl"
+    nyu36 = "nyu36"
 
 
 class PathMode(str, Enum):
@@ -331,21 +459,22 @@ def sample(
     camera: Annotated[Camera, typer.Option(help="Sensor whose frame the crops are placed in.")] = Camera.hands2017,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (CPU only).")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
-    resume: Annotated[bool, typer.Option(help="Finish an interrupted run of the same command (same seed, model "
-                                               "and options).")] = False,
+    resume: ResumeOption = False,
+    chunk_size: ChunkSizeOption = 1024,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Sample the prior: latents → pose (VAE decoder) + depth (generator) → a store with latents."""
     from synthgen.data.schema import StoreMetadata
-    from synthgen.data.writer import StoreWriter
     from synthgen.hand.noise import SensorNoise
     from synthgen.sampling import CropCenters, LatentPrior, PriorSource, load_model, resolve_device, write_store
 
     latent_prior = LatentPrior(truncation, prior.value)
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
     dev = resolve_device(device.value)
     if workers > 1 and dev.type != "cpu":
         raise InputError("--workers > 1 runs CPU processes; use --workers 1 with --device cuda")
+    _check_scheduler(scheduler, workers)
+    if scheduler is not None and dev.type != "cpu":
+        raise InputError("--scheduler runs CPU worker processes; use it with --device cpu")
     if not resume:
         _refuse_existing(out, overwrite)
     net = load_model(model)
@@ -355,41 +484,30 @@ def sample(
     bf16_error = source.pipeline.bf16_error_mm  # resolves --precision (bf16 check) before anything is written
     params = {**source.params(), "model": _model_params(model), "bf16_max_error_mm": bf16_error}
     metadata = StoreMetadata(producer="sample", seed=seed, camera=camera.value, model_checksum=net.checksum,
-                             parameters=params)
-    if resume:
-        writer = StoreWriter.open_existing(out)
-        _check_same_run(writer, metadata, n)
-    else:
-        writer = StoreWriter.create(out, n, metadata, with_latent=True, overwrite=overwrite)
+                             parameters=params, joint_layout=net.joint_layout)
+    writer = _store_writer(out, n, metadata, chunk_size=chunk_size, overwrite=overwrite, resume=resume,
+                           with_latent=True)
+    if writer is None:
+        return
     source.chunk_size = writer.chunk_size
-    todo = sum(writer.chunk_bounds(c)[1] - writer.chunk_bounds(c)[0] for c in writer.missing_chunks())
+    todo = writer.samples_missing()
     start = time.perf_counter()
     with _progress(todo, "sample") as advance:
-        path = write_store(writer, source, workers=workers, on_progress=advance)
+        if scheduler is None:
+            path = write_store(writer, source, workers=workers, on_progress=advance)
+        else:
+            from synthgen.data.distributed import produce_on_dask
+
+            path = produce_on_dask(writer, source, scheduler, on_progress=advance)
     typer.echo(_summary(todo, "samples", path, time.perf_counter() - start))
-
-
-def _check_same_run(writer, metadata, n: int) -> None:
-    """A resumed run must be the run that started the store, or it would mix two datasets."""
-    old = writer.metadata
-    now_params = json.loads(json.dumps(metadata.parameters))  # tuples → lists, as stored
-    changed = sorted(k for k in set(old.parameters) | set(now_params)
-                     if k != "model" and old.parameters.get(k) != now_params.get(k))  # the checksum names the model
-    for name, before, now in (("--n", writer.num_samples, n), ("--seed", old.seed, metadata.seed),
-                              ("--camera", old.camera, metadata.camera),
-                              ("model", old.model_checksum, metadata.model_checksum),
-                              (f"option {changed[0] if changed else ''}", bool(changed), False)):
-        if before != now:
-            raise InputError(f"--resume: {name} differs from the interrupted run's; rerun with its options or pass "
-                             f"--overwrite to start again")
 
 
 @app.command()
 def generate(
     poses: Annotated[Path, typer.Option("--poses", help="Poses in mm: .npy (N, 21, 3), .csv (N rows of 63) or a store.")],
     out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
-    layout: Annotated[PoseLayout, typer.Option(help="Joint order of the file (a permutation of the 21 joints).")
-                      ] = PoseLayout.hands2017,
+    layout: Annotated[PoseLayout, typer.Option(help="Joint order of the file (a permutation of the 21 joints, or "
+                                                    "the model's own layout).")] = PoseLayout.hands2017,
     model: SamplingModel = None,
     camera: Annotated[Camera, typer.Option(help="Sensor the poses' camera coordinates belong to.")] = Camera.hands2017,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model to the depth.")] = False,
@@ -405,17 +523,17 @@ def generate(
     from synthgen.hand.noise import SensorNoise
     from synthgen.sampling import PoseSource, load_model, load_poses, resolve_device, write_store
 
-    joints = load_poses(poses, layout.value)
+    net = load_model(model)
+    joints = load_poses(poses, layout.value, net.joint_layout)
     dev = resolve_device(device.value)
     _refuse_existing(out, overwrite)
-    net = load_model(model)
     source = PoseSource(net, joints=joints, seed=seed, noise=SensorNoise() if noise else None, device=dev.type,
                         precision=precision.value, batch_size=batch_size)
     bf16_error = source.pipeline.bf16_error_mm
     params = {**source.params(), "poses": str(poses.resolve()), "layout": layout.value, "model": _model_params(model),
               "bf16_max_error_mm": bf16_error}
     metadata = StoreMetadata(producer="generate", seed=seed if noise else None, camera=camera.value,
-                             model_checksum=net.checksum, parameters=params)
+                             model_checksum=net.checksum, parameters=params, joint_layout=net.joint_layout)
     writer = StoreWriter.create(out, len(joints), metadata, with_latent=True, overwrite=overwrite)
     source.chunk_size = writer.chunk_size
     start = time.perf_counter()
@@ -434,7 +552,7 @@ def _write_path(kind: str, codes, centers, net, pipeline, *, out: Optional[Path]
     writer = None
     if out is not None:
         metadata = StoreMetadata(producer=kind, seed=seed, camera=camera, model_checksum=net.checksum,
-                                 parameters=params)
+                                 parameters=params, joint_layout=net.joint_layout)
         writer = StoreWriter.create(out, len(codes), metadata, with_latent=True, overwrite=overwrite)
     start = time.perf_counter()
     with _progress(len(codes), kind) as advance:
@@ -443,7 +561,9 @@ def _write_path(kind: str, codes, centers, net, pipeline, *, out: Optional[Path]
     elapsed = time.perf_counter() - start
     targets = " and ".join(str(p) for p in (result["store"], result["video"]) if p is not None)
     if video is not None and not result["mesh"]:
-        typer.echo("synthgen: note: the video's mesh panel is empty: synthgen.hand.ik is not available", err=True)
+        why = ("synthgen.hand.ik is not available" if net.joint_layout == "hands2017"
+               else f"the hand model has no {net.joint_layout} joints")
+        typer.echo(f"synthgen: note: the video's mesh panel is empty: {why}", err=True)
     typer.echo(f"wrote {len(codes)} frames ({params['mode']}) to {targets} in {elapsed:.1f} s")
 
 
@@ -525,6 +645,135 @@ def walk(
               "model": _model_params(model)}
     _write_path("walk", codes, centers, net, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,
                 camera=camera.value, seed=seed, params=params)
+
+
+
+# --- realism (synthgen.realism) -----------------------------------------------------------------
+
+
+@contextmanager
+def _staged_progress():
+    """One rich bar per named stage of a long job; yields a `progress(stage, done, total)` hook."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not sys.stderr.isatty()) as bar:
+        tasks: dict[str, int] = {}
+
+        def hook(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield hook
+
+
+@app.command()
+def score(
+    store: Annotated[Path, typer.Argument(help="The store to score (e.g. from `synthgen sample`).")],
+    reference: Annotated[Optional[Path], typer.Option(
+        help="Reference store; default: mesh-baseline crops rendered here from --reference-seed.")] = None,
+    train: Annotated[Optional[Path], typer.Option(
+        help="The model's training store: enables the memorisation check.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Report directory (score.json, report.html, figures); default: STORE with suffix .score.")] = None,
+    n: Annotated[int, typer.Option(min=2, help="Samples scored (a seeded random subset of a larger store).")] = 10_000,
+    reference_n: Annotated[Optional[int], typer.Option(min=2, help="Reference crops; default: as many as --n.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of subsets, KID subsets and bootstrap.")] = 0,
+    reference_seed: Annotated[int, typer.Option(help="Seed of the rendered reference.")] = 7919,
+    feature_net: Annotated[Optional[Path], typer.Option(
+        help="DepthNet directory; default: assets/depthnet (scores are comparable only within one version).")] = None,
+    allow_incomplete: Annotated[bool, typer.Option(help="Score the written chunks of an unfinished store.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report directory.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print score.json to stdout.")] = False,
+) -> None:
+    """Score realism against the mesh-rendered baseline: pair IoU / depth / pose consistency, FD, KID,
+    precision / recall, coverage, memorisation → score.json + report.html."""
+    from synthgen.models import CheckpointError
+    from synthgen.realism import ScoreSettings, write_report
+    from synthgen.realism import score as score_store
+    from synthgen.realism.report import check_output_dir
+
+    out = out if out is not None else store.with_suffix(".score")
+    check_output_dir(out, overwrite)
+    settings = ScoreSettings(n=n, reference_n=reference_n, seed=seed, reference_seed=reference_seed)
+    start = time.perf_counter()
+    try:
+        with _staged_progress() as hook:
+            result = score_store(store, reference=reference, train=train, settings=settings, feature_net=feature_net,
+                                 allow_incomplete=allow_incomplete, progress=hook)
+    except CheckpointError as e:
+        raise InputError(f"--feature-net: {e}") from None
+    write_report(result, out, overwrite=overwrite)
+    s = result.scores
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+    pair, st = s["pair"], s["set"]
+    typer.echo(f"scored {s['store']['num_scored']} samples in {time.perf_counter() - start:.0f} s: "
+               f"IoU {pair['iou_mean']:.3f}, depth MAE {pair['depth_mae_mm'] or float('nan'):.1f} mm, "
+               f"pose consistency {pair['pose_consistency_mm']:.1f} mm (floor {pair['estimator_floor_mm']:.1f}), "
+               f"FD {st['fd']:.3g}, KID {st['kid']:.3g}, precision {st['precision']:.2f}, recall {st['recall']:.2f}, "
+               f"coverage {st['coverage']:.2f} -> {out}/report.html", err=as_json)
+
+
+# --- the authors' release and real benchmarks ----------------------------------------------------
+
+
+convert_app = typer.Typer(no_args_is_help=True, help="Convert models made elsewhere into synthgen checkpoints.")
+app.add_typer(convert_app, name="convert")
+
+
+class ReleaseDataset(str, Enum):
+    icvl = "icvl"
+    msra = "msra"
+    nyu = "nyu"
+
+
+@convert_app.command("crossingnet")
+def convert_crossingnet(
+    weights: Annotated[Path, typer.Option("--weights", help="Directory with the release's *_params.npz / *_align.npz.")],
+    dataset: Annotated[ReleaseDataset, typer.Option(help="Dataset the weights were trained on (joint layout, root).")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write (config.json + model.safetensors).")],
+    prefix: Annotated[Optional[str], typer.Option(help="File-name prefix of one parameter set, e.g. '100_', when "
+                                                       "the directory holds several.")] = None,
+    stats: Annotated[Optional[Path], typer.Option(help="A store of the same dataset (synthgen import): fit the "
+                                                      "latent and root-offset Gaussians `sample` draws from.")] = None,
+    root_joint: Annotated[Optional[int], typer.Option(help="Root joint index in the release's order (default: its "
+                                                           "centerPtIdx: ICVL 0, MSRA 0, NYU 32).", min=0)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
+) -> None:
+    """Authors' Lasagne Crossing Nets weights → a synthgen checkpoint for sample/walk/interpolate/estimate."""
+    from synthgen.models.lasagne import convert_crossing_nets, fit_statistics, save_converted
+
+    _refuse_existing(out, overwrite)
+    net = convert_crossing_nets(weights, dataset.value, prefix=prefix, root_joint=root_joint)
+    if stats is not None:
+        fit_statistics(net, stats)
+    save_converted(net, out, overwrite=overwrite)
+    typer.echo(f"converted {dataset.value} weights from {weights} -> {out} ({net.joint_layout} layout, "
+               f"{net.config.vae.num_joints} joints, model {net.checksum[:12]})")
+
+
+@app.command("import")
+def import_dataset(
+    dataset: Annotated[Camera, typer.Argument(help="Benchmark: nyu, icvl, msra or hands2017.")],
+    root: Annotated[Path, typer.Argument(help="The dataset's folder, as distributed (see the README).")],
+    out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
+    split: Annotated[Optional[str], typer.Option(help="train or test (NYU, ICVL; HANDS2017 train only). MSRA15 has "
+                                                      "none: point ROOT at the dataset or one subject.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Import only the first N frames.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
+) -> None:
+    """A real benchmark's depth frames + labels → hand-centred 128² crops in a store (`train`, `score`)."""
+    from synthgen.data.formats import import_frames, open_dataset
+
+    _refuse_existing(out, overwrite)
+    frames = open_dataset(dataset.value, root, split, limit)
+    start = time.perf_counter()
+    with _progress(len(frames), f"import {dataset.value}") as advance:
+        path = import_frames(frames, out, overwrite=overwrite, on_progress=advance)
+    typer.echo(_summary(len(frames), f"{dataset.value} frames ({frames.joint_layout} joints)", path,
+                        time.perf_counter() - start))
 
 
 if __name__ == "__main__":

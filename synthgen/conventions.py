@@ -67,6 +67,13 @@ class JointLayout:
     name: str
     joint_names: tuple[str, ...]
     exact: bool
+    #: Bones: parent of every joint (-1 for the root of the drawing), to draw a skeleton.
+    parents: tuple[int, ...] = ()
+    #: 0 for palm / wrist points, 1..5 for thumb..little: the colour of a joint in pictures.
+    fingers: tuple[int, ...] = ()
+    #: The joint whose offset from the crop centre Crossing Nets keeps separately (the
+    #: released code's `centerPtIdx`: palm / wrist, NYU's palm centre).
+    root: int = 0
 
     @property
     def num_joints(self) -> int:
@@ -74,6 +81,8 @@ class JointLayout:
 
     def from_canonical(self, joints: np.ndarray) -> np.ndarray:
         """(..., 21, 3) canonical joints → (..., J, 3) in this layout (same coordinates)."""
+        if self.name not in _CONVERTERS:
+            raise ValueError(f"layout {self.name!r} has no conversion from the canonical 21 joints")
         return _CONVERTERS[self.name](np.asarray(joints))
 
     def to_canonical(self, joints: np.ndarray) -> np.ndarray:
@@ -126,12 +135,51 @@ _CONVERTERS = {
     "nyu": _nyu14,
 }
 
+#: NYU's 36 stored points (joint_data.mat order): per finger F1 (little) .. F4 (index), then
+#: the thumb, tip (KNU3) to base (KNU1), each as A/B pairs; then six palm points.
+NYU36_NAMES: tuple[str, ...] = tuple(
+    f"{finger}_KNU{k}_{side}" for finger in ("F1", "F2", "F3", "F4", "TH") for k in (3, 2, 1) for side in "AB"
+) + tuple(f"PALM_{i}" for i in range(1, 7))
+#: Indices of NYU's 14 evaluated joints (layout "nyu") among its 36 stored points.
+NYU_EVAL_JOINTS: tuple[int, ...] = (0, 3, 6, 9, 12, 15, 18, 21, 24, 25, 27, 30, 31, 32)
+_NYU_PALM_CENTRE = 32  # PALM_3: the released Crossing Nets code's NYU root (centerPtIdx)
+
+
+def _chains(chains: list[list[int]], num_joints: int, root: int) -> tuple[int, ...]:
+    """Parents from finger chains listed base first; a chain's base hangs off `root`."""
+    parents = [root] * num_joints
+    parents[root] = -1
+    for chain in chains:
+        for parent, child in zip(chain, chain[1:]):
+            parents[child] = parent
+    return tuple(parents)
+
+
+def _permuted_parents(order: list[int]) -> tuple[int, ...]:
+    """Parents of an exact layout: the canonical bones, renumbered."""
+    position = {canonical: i for i, canonical in enumerate(order)}
+    return tuple(-1 if PARENTS[c] < 0 else position[PARENTS[c]] for c in order)
+
+
+_CANONICAL_FINGERS = tuple(0 if j == WRIST else 1 + (j - 1 if j <= 5 else (j - 6) // 3) for j in range(NUM_JOINTS))
+
 LAYOUTS: dict[str, JointLayout] = {
-    "hands2017": JointLayout("hands2017", JOINT_NAMES, exact=True),
-    "msra": JointLayout("msra", tuple(JOINT_NAMES[i] for i in _MSRA_ORDER), exact=True),
-    "icvl": JointLayout("icvl", ("Palm",) + tuple(JOINT_NAMES[i] for i in _ICVL_ORDER[1:]), exact=False),
+    "hands2017": JointLayout("hands2017", JOINT_NAMES, exact=True, parents=PARENTS, fingers=_CANONICAL_FINGERS),
+    "msra": JointLayout("msra", tuple(JOINT_NAMES[i] for i in _MSRA_ORDER), exact=True,
+                        parents=_permuted_parents(_MSRA_ORDER), fingers=tuple(_CANONICAL_FINGERS[i] for i in _MSRA_ORDER)),
+    "icvl": JointLayout("icvl", ("Palm",) + tuple(JOINT_NAMES[i] for i in _ICVL_ORDER[1:]), exact=False,
+                        parents=_chains([[0, 1 + 3 * f, 2 + 3 * f, 3 + 3 * f] for f in range(5)], 16, 0),
+                        fingers=(0,) + tuple(1 + f for f in range(5) for _ in range(3))),
     "nyu": JointLayout(
-        "nyu", ("P1", "P2", "R1", "R2", "M1", "M2", "I1", "I2", "T1", "T2", "T3", "W1", "W2", "C"), exact=False
+        "nyu", ("P1", "P2", "R1", "R2", "M1", "M2", "I1", "I2", "T1", "T2", "T3", "W1", "W2", "C"), exact=False,
+        parents=_chains([[13, 1, 0], [13, 3, 2], [13, 5, 4], [13, 7, 6], [13, 10, 9, 8]], 14, 13),
+        fingers=(5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 1, 0, 0, 0), root=13,
+    ),
+    "nyu36": JointLayout(
+        "nyu36", NYU36_NAMES, exact=False,
+        parents=_chains([[_NYU_PALM_CENTRE] + list(range(6 * f + 5, 6 * f - 1, -1)) for f in range(5)], 36,
+                        _NYU_PALM_CENTRE),
+        fingers=tuple(f for f in (5, 4, 3, 2, 1) for _ in range(6)) + (0,) * 6, root=_NYU_PALM_CENTRE,
     ),
 }
 

@@ -28,15 +28,20 @@ def store_digest(path: str | Path) -> str:
 def load_arrays(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Concatenate the depth (kept float16: half the memory), pose and center of several stores.
 
-    Returns (depth (N, S, S) float16, pose (N, 21, 3) float32, center (N, 3) float32, digest), the
-    digest combining the stores' digests in order. Stores must share crop size and cube.
+    Returns (depth (N, S, S) float16, pose (N, J, 3) float32, center (N, 3) float32, digest), the
+    digest combining the stores' digests in order. Stores must share crop size, cube and joint
+    layout (`HandStore.joint_layout`).
     """
     stores = [open_store(p) for p in paths]
     layouts = {(s.metadata.crop_size, s.metadata.cube_mm) for s in stores}
     if len(layouts) > 1:
         raise InputError(f"stores differ in crop size / cube: {sorted(layouts)}")
-    depth = np.concatenate([s.depth[:].astype(np.float16, copy=False) for s in stores])
-    pose = np.concatenate([s.pose[:] for s in stores]).astype(np.float32, copy=False)
-    center = np.concatenate([s.center[:] for s in stores]).astype(np.float32, copy=False)
+    joint_layouts = sorted({s.joint_layout for s in stores})
+    if len(joint_layouts) > 1:
+        raise InputError(f"stores differ in joint layout: {joint_layouts}")
+    # read_array: damaged chunks and NaN / out-of-range values are refused here, not trained on.
+    depth = np.concatenate([s.read_array("depth").astype(np.float16, copy=False) for s in stores])
+    pose = np.concatenate([s.read_array("pose") for s in stores]).astype(np.float32, copy=False)
+    center = np.concatenate([s.read_array("center") for s in stores]).astype(np.float32, copy=False)
     digest = hashlib.sha256("".join(store_digest(p) for p in paths).encode()).hexdigest()
     return depth, pose, center, digest

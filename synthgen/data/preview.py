@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthgen.conventions import BACKGROUND, CUBE_MM, PARENTS
+from synthgen.conventions import BACKGROUND, CUBE_MM, LAYOUTS
 from synthgen.hand import camera
 
 FINGER_COLOURS = np.array(
     [[255, 255, 255], [255, 80, 80], [255, 200, 40], [80, 220, 80], [60, 160, 255], [200, 90, 255]], dtype=np.uint8
 )  # wrist/palm, thumb, index, middle, ring, little
-
-
-def _joint_finger(j: int) -> int:
-    """0 for the wrist, 1..5 for the finger a joint belongs to."""
-    if j == 0:
-        return 0
-    return j if j <= 5 else 1 + (j - 6) // 3
 
 
 def colorize_depth(depth_norm: np.ndarray) -> np.ndarray:
@@ -44,26 +37,27 @@ def _draw_line(img: np.ndarray, a: np.ndarray, b: np.ndarray, colour: np.ndarray
             img[y, x] = colour
 
 
-def draw_skeleton(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Draw bones and joints given (21, 2) pixel coordinates in `img`'s frame (in place)."""
-    for j, p in enumerate(PARENTS):
+def draw_skeleton(img: np.ndarray, uv: np.ndarray, joint_layout: str = "hands2017") -> np.ndarray:
+    """Draw bones and joints given (J, 2) pixel coordinates in `img`'s frame (in place)."""
+    layout = LAYOUTS[joint_layout]
+    for j, p in enumerate(layout.parents):
         if p >= 0:
-            _draw_line(img, uv[p], uv[j], FINGER_COLOURS[_joint_finger(j)])
+            _draw_line(img, uv[p], uv[j], FINGER_COLOURS[layout.fingers[j]])
     for j, (x, y) in enumerate(uv):
         if 0 <= x < img.shape[1] and 0 <= y < img.shape[0]:
             x, y = int(round(x)), int(round(y))
-            img[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = FINGER_COLOURS[_joint_finger(j)]
+            img[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = FINGER_COLOURS[layout.fingers[j]]
     return img
 
 
 def crop_panel(depth_norm: np.ndarray, pose_mm: np.ndarray | None, center: np.ndarray,
-               cube: float = CUBE_MM, upscale: int = 2) -> np.ndarray:
+               cube: float = CUBE_MM, upscale: int = 2, joint_layout: str = "hands2017") -> np.ndarray:
     """One crop as an RGB panel, optionally with its skeleton, enlarged `upscale` times."""
     img = np.repeat(np.repeat(colorize_depth(depth_norm), upscale, 0), upscale, 1)
     if pose_mm is not None:
         intr = camera.crop_intrinsics(center, cube, depth_norm.shape[0])
         uv = camera.project(pose_mm, intr)[:, :2]
-        draw_skeleton(img, (uv + 0.5) * upscale - 0.5)
+        draw_skeleton(img, (uv + 0.5) * upscale - 0.5, joint_layout)
     return img
 
 

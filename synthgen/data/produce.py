@@ -22,7 +22,8 @@ class ChunkSource(Protocol):
 
 
 def _to_batch(chunk) -> SampleBatch:
-    return SampleBatch(depth=chunk.depth, pose=chunk.pose, center=chunk.center, latent=getattr(chunk, "latent", None))
+    return SampleBatch(depth=chunk.depth, pose=chunk.pose, center=chunk.center, latent=getattr(chunk, "latent", None),
+                       joint_layout=getattr(chunk, "joint_layout", "hands2017"))
 
 
 def write_chunk(writer: StoreWriter, source: ChunkSource, chunk_index: int) -> int:

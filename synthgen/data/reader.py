@@ -15,13 +15,17 @@ import zarr
 
 from synthgen.conventions import Intrinsics
 from synthgen.data.schema import (
+    CHECKSUMS_ATTR,
+    CorruptStoreError,
     IncompleteStoreError,
+    InvalidBatchError,
     NotAStoreError,
     SampleBatch,
     SampleIndexError,
     StoreMetadata,
     check_schema_version,
     missing_chunks,
+    shard_path,
     working_path_for,
 )
 from synthgen.hand.camera import crop_intrinsics, crop_uv_to_frame, denormalize_depth, project
@@ -82,6 +86,11 @@ class HandStore:
         """The full-frame sensor the crops were cut from."""
         return self.metadata.intrinsics
 
+    @property
+    def joint_layout(self) -> str:
+        """Order and number of the stored joints: a key of conventions.LAYOUTS."""
+        return self.metadata.joint_layout
+
     def missing_chunks(self) -> list[int]:
         """Chunks not written yet; always empty for a complete store."""
         return [] if self.complete else missing_chunks(self.path, self.num_chunks)
@@ -95,12 +104,36 @@ class HandStore:
         if not self.complete:
             self._require_written(indices)
         wanted, inverse = np.unique(indices, return_inverse=True)
-        return SampleBatch(
-            depth=_take(self.depth, wanted, inverse).astype(np.float32),
-            pose=_take(self.pose, wanted, inverse),
-            center=_take(self.center, wanted, inverse),
-            latent=None if self.latent is None else _take(self.latent, wanted, inverse),
-        )
+        arrays = {name: self._decode(name, lambda array: _take(array, wanted, inverse)) for name in self.arrays}
+        try:
+            return SampleBatch(depth=arrays["depth"].astype(np.float32), pose=arrays["pose"],
+                               center=arrays["center"], latent=arrays.get("latent"), joint_layout=self.joint_layout)
+        except InvalidBatchError as error:  # values no writer lets through: the files were altered
+            raise CorruptStoreError(f"{self.path}: samples {_span(wanted)} hold invalid values ({error}); "
+                                    f"`synthgen verify` checks the whole store") from None
+
+    def read_array(self, name: str) -> np.ndarray:
+        """One whole array (depth as stored, float16), checked as `read` checks a batch."""
+        if name not in self.arrays:
+            raise SampleIndexError(f"{self.path} has no array {name!r} (it has {', '.join(self.arrays)})")
+        if not self.complete and self.missing_chunks():
+            self._require_written(np.arange(self.num_samples))
+        values = self._decode(name, lambda array: array[:])
+        if not values.size:
+            return values
+        valid = bool(values.min() >= -1 and values.max() <= 1) if name == "depth" else np.isfinite(values).all()
+        if not valid:  # (min/max propagate NaN, so the depth test also catches NaN)
+            what = "depth outside [-1, 1]" if name == "depth" else "NaN/inf values"
+            raise CorruptStoreError(f"{self.path}: {name} holds {what}; `synthgen verify` checks the whole store")
+        return values
+
+    def _decode(self, name: str, read) -> np.ndarray:
+        """`read(array)` with what Zarr raises on a damaged chunk turned into one clear line."""
+        try:
+            return read(self.arrays[name])
+        except (RuntimeError, ValueError, OSError) as error:  # zstd, shard index crc32c, short reads
+            raise CorruptStoreError(f"{self.path}: cannot decode {name}: {error}; the store is damaged "
+                                    f"(`synthgen verify` names the chunk)") from None
 
     def _indices(self, index: int | slice | np.ndarray | list[int]) -> np.ndarray:
         if isinstance(index, slice):
@@ -135,7 +168,7 @@ class HandStore:
         return denormalize_depth(sample.depth[0], sample.center[0, 2], self.metadata.cube_mm)
 
     def uvd_full_frame(self, index: int) -> np.ndarray:
-        """(21, 3) joints of one sample as full-frame (u, v) pixels and depth d = z in mm."""
+        """(J, 3) joints of one sample as full-frame (u, v) pixels and depth d = z in mm."""
         return project(self._sample(index).pose[0], self.camera)
 
     def depth_uvd_full_frame(self, index: int) -> np.ndarray:
@@ -176,10 +209,38 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> HandStore:
     if not attrs.get("complete", False) and not allow_incomplete:
         raise IncompleteStoreError(f"{path} is incomplete (its run did not finalise); "
                                    f"open it with allow_incomplete to read the written chunks")
-    missing_arrays = [name for name in ARRAY_NAMES[:3] if name not in group]
-    if missing_arrays:
-        raise NotAStoreError(f"{path} lacks the array(s) {', '.join(missing_arrays)}")
-    return HandStore(path, group)
+    try:  # reading an array's zarr.json: a damaged one raises JSON, Unicode or Zarr validation errors
+        missing_arrays = [name for name in ARRAY_NAMES[:3] if name not in group]
+        if missing_arrays:
+            raise NotAStoreError(f"{path} lacks the array(s) {', '.join(missing_arrays)}")
+        store = HandStore(path, group)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        if isinstance(error, NotAStoreError):
+            raise
+        raise NotAStoreError(f"{path}: store metadata is damaged or malformed "
+                             f"({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
+    if store.complete:
+        _require_chunk_files(store, attrs.get(CHECKSUMS_ATTR))
+    return store
+
+
+def _span(indices: np.ndarray) -> str:
+    return f"{indices[0]}..{indices[-1]}" if len(indices) else "(none)"
+
+
+def _require_chunk_files(store: HandStore, checksums: Any) -> None:
+    """A complete store has a file for every chunk its checksums name (one stat each, ~1 ms per
+    100 chunks), so a copy that lost files is refused instead of reading as fill values."""
+    if not isinstance(checksums, dict) or not isinstance(checksums.get("arrays"), dict):
+        return  # written before checksums existed: `synthgen verify` still checks the values
+    for name, digests in checksums["arrays"].items():
+        if name not in store.arrays or not isinstance(digests, list):
+            continue
+        for chunk, digest in enumerate(digests):
+            file = shard_path(store.path, store.arrays[name], chunk)
+            if digest is not None and not (file.is_file() and file.stat().st_size):
+                raise CorruptStoreError(f"{store.path}: {name} chunk {chunk} is missing ({file}); the store is "
+                                        f"damaged (`synthgen verify` lists every problem)")
 
 
 # --- description for `synthgen info` -------------------------------------------------------
@@ -285,12 +346,14 @@ def format_description(description: dict[str, Any]) -> str:
     lines = [
         f"store       {d['path']}  ({state}, schema v{d['schema_version']})",
         f"samples     {d['num_samples']:,} in {d['num_chunks']} chunk(s) of {d['chunk_size']}",
-        f"producer    {meta['producer']}  seed={meta['seed']}  model={meta['model_checksum'] or 'none (mesh)'}",
+        f"producer    {meta['producer']}  seed={meta['seed']}  "
+        f"model={meta['model_checksum'] or ('none (mesh)' if meta['producer'] == 'render' else 'none')}",
         f"            synthgen {meta['synthgen_version']}, created {meta['created']}",
         f"camera      {meta['camera']}: fx={cam['fx']} fy={cam['fy']} cx={cam['cx']} cy={cam['cy']} "
         f"{cam['width']}x{cam['height']}",
         f"crop        {meta['crop_size']}x{meta['crop_size']} of a {meta['cube_mm']:g} mm cube, depth error "
         f"<= {d['max_quantisation_error_mm']:.4f} mm",
+        f"joints      {meta['joint_layout']} ({d['arrays']['pose']['shape'][1]} joints)",
     ]
     for name, info in d["arrays"].items():
         ratio = f"{info['compression_ratio']:.1f}x" if info["compression_ratio"] else "-"

@@ -4,7 +4,8 @@ A store is a Zarr v3 group (directory store) that carries everything needed to t
 sample back into metric depth and full-frame pixels, with nothing but the store:
 
     depth   (N, S, S)  float16  normalised crop depth in [-1, 1], background +1 (S = crop_size)
-    pose    (N, 21, 3) float32  joints in mm camera coordinates, canonical joint order
+    pose    (N, J, 3)  float32  joints in mm camera coordinates, in the store's joint layout
+                                (attribute `joint_layout`; "hands2017" = the canonical 21 joints)
     center  (N, 3)     float32  crop centre in mm camera coordinates
     latent  (N, D)     float32  optional, the generator latent the sample was decoded from
 
@@ -50,8 +51,10 @@ swing up to 2x, so only large ratios count):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,14 +70,13 @@ from synthgen.conventions import (
     CROP_SIZE,
     CUBE_MM,
     DEFAULT_CAMERA,
-    JOINT_NAMES,
+    LAYOUTS,
     NORMALISATION,
-    NUM_JOINTS,
     SCHEMA_VERSION,
     UNITS,
     Intrinsics,
 )
-from synthgen.errors import InputError
+from synthgen.errors import InputError, SynthgenError
 
 # --- errors: one type per failure, each message one line a CLI can print -------------------
 
@@ -101,6 +103,14 @@ class SchemaVersionError(SynthgenDataError):
 
 class IncompleteStoreError(SynthgenDataError):
     """The store (or the requested samples) have not been completely written."""
+
+
+class CorruptStoreError(SynthgenDataError):
+    """A store's files are damaged: a chunk is missing, undecodable or not what was written."""
+
+
+class StoreWriteError(SynthgenError):
+    """Writing a store's files failed (disk full, I/O error): a runtime failure, exit 1."""
 
 
 class InvalidBatchError(SynthgenDataError):
@@ -144,8 +154,51 @@ def working_path_for(path: Path) -> Path:
 
 
 def chunk_marker(store_root: Path, chunk: int) -> Path:
-    """Empty file whose existence says chunk `chunk` is fully written (race-free across processes)."""
+    """File whose existence says chunk `chunk` is fully written (race-free across processes); it
+    holds the chunk's checksums (`write_chunk_marker`)."""
     return store_root / PROGRESS_DIR / f"{chunk:08d}"
+
+
+# --- checksums -----------------------------------------------------------------------------
+# Every array's chunk k is one shard file; its sha256 is taken right after it is written (the
+# file is still in the page cache: ~3 ms per 1024-sample depth shard) and kept in the chunk's
+# marker, and `finalize` gathers them (with each array's zarr.json) into the attribute
+# "checksums", so `synthgen verify` can tell a damaged or altered file from the one that was
+# written, chunk by chunk.
+
+CHECKSUM_ALGORITHM = "sha256"
+CHECKSUMS_ATTR = "checksums"
+
+
+def file_sha256(path: Path) -> str | None:
+    """Hex sha256 of a file's bytes; None when there is no file (an all-fill shard is not stored)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def shard_path(store_root: Path, array: Any, chunk: int) -> Path:
+    """The file holding chunk `chunk` of a sharded Zarr array (split along N only)."""
+    return store_root / array.path / array.metadata.encode_chunk_key((chunk,) + (0,) * (array.ndim - 1))
+
+
+def write_chunk_marker(store_root: Path, chunk: int, digests: dict[str, str | None]) -> None:
+    """Mark a chunk done with its per-array digests; atomic, so a marker is whole or absent."""
+    marker = chunk_marker(store_root, chunk)
+    partial = marker.with_name(f"{marker.name}.partial")
+    partial.write_text(json.dumps(digests, sort_keys=True))
+    partial.replace(marker)
+
+
+def read_chunk_marker(store_root: Path, chunk: int) -> dict[str, str | None]:
+    return json.loads(chunk_marker(store_root, chunk).read_text() or "{}")
+
+
+def attributes_digest(attrs: dict[str, Any]) -> str:
+    """sha256 of the group attributes other than the checksums themselves (canonical JSON)."""
+    rest = {key: value for key, value in attrs.items() if key != CHECKSUMS_ATTR}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def missing_chunks(store_root: Path, num_chunks: int) -> list[int]:
@@ -176,7 +229,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible-builds convention): with it, two runs of
+    the same command give byte-identical stores, attributes included."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and not epoch.isdigit():
+        raise InvalidMetadataError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}")
+    moment = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return moment.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -186,7 +245,9 @@ class StoreMetadata:
     `intrinsics` defaults to the preset named by `camera`, so the full-frame camera is always
     explicit in the store. `model_checksum` is the sha256 of the model weights, None for the
     mesh baseline. `parameters` is free JSON (noise settings, prior settings, ...) that makes
-    the run reproducible together with `seed`.
+    the run reproducible together with `seed`. `joint_layout` names the order (and number) of
+    the stored joints, a key of conventions.LAYOUTS: canonical unless a model or dataset with
+    another skeleton (ICVL's 16, NYU's 36 points) made the poses.
     """
 
     producer: str
@@ -199,10 +260,13 @@ class StoreMetadata:
     parameters: dict[str, Any] = field(default_factory=dict)
     synthgen_version: str = __version__
     created: str = field(default_factory=_utc_now)
+    joint_layout: str = "hands2017"
 
     def __post_init__(self) -> None:
         if not isinstance(self.producer, str) or not self.producer:
             raise InvalidMetadataError(f"producer must be a non-empty string, got {self.producer!r}")
+        if self.joint_layout not in LAYOUTS:
+            raise InvalidMetadataError(f"unknown joint layout {self.joint_layout!r} (known: {', '.join(LAYOUTS)})")
         if self.seed is not None and not isinstance(self.seed, (int, np.integer)):
             raise InvalidMetadataError(f"seed must be an integer or None, got {self.seed!r}")
         if self.intrinsics is None:
@@ -238,6 +302,7 @@ class StoreMetadata:
             "parameters": self.parameters,
             "synthgen_version": self.synthgen_version,
             "created": self.created,
+            "joint_layout": self.joint_layout,
         }
 
     @classmethod
@@ -248,7 +313,7 @@ class StoreMetadata:
                 intrinsics=Intrinsics(**attrs["intrinsics"]), cube_mm=attrs["cube_mm"],
                 crop_size=attrs["crop_size"], model_checksum=attrs["model_checksum"],
                 parameters=attrs["parameters"], synthgen_version=attrs["synthgen_version"],
-                created=attrs["created"],
+                created=attrs["created"], joint_layout=attrs.get("joint_layout", "hands2017"),  # older stores: canonical
             )
         except (KeyError, TypeError) as error:
             raise NotAStoreError(f"store attributes are incomplete or malformed: {error!r}") from None
@@ -261,7 +326,7 @@ def store_attrs(metadata: StoreMetadata, *, num_samples: int, chunk_size: int, r
     half_cube = metadata.cube_mm / 2
     return {
         "schema_version": SCHEMA_VERSION,
-        "joint_names": list(JOINT_NAMES),
+        "joint_names": list(LAYOUTS[metadata.joint_layout].joint_names),
         "units": UNITS,
         "coordinate_system": COORDINATE_SYSTEM,
         "normalisation": {
@@ -301,9 +366,11 @@ class SampleBatch:
     """n samples as the store holds them; the unit every producer hands to the writer.
 
     depth:  (n, S, S) float32, normalised crop depth in [-1, 1], background +1
-    pose:   (n, 21, 3) float32, mm camera coordinates, canonical joint order
+    pose:   (n, J, 3) float32, mm camera coordinates, J joints in `joint_layout`
     center: (n, 3) float32, mm crop centre (z > 0)
     latent: (n, D) float32 or None
+    joint_layout: a key of conventions.LAYOUTS (canonical by default); the writer refuses a
+            batch whose layout is not its store's
 
     Inputs are coerced to contiguous float32 and checked, so a bad producer fails here with
     the array's name rather than as silent NaNs in a 100k-sample store.
@@ -313,16 +380,21 @@ class SampleBatch:
     pose: np.ndarray
     center: np.ndarray
     latent: np.ndarray | None = None
+    joint_layout: str = "hands2017"
 
     def __post_init__(self) -> None:
+        if self.joint_layout not in LAYOUTS:
+            raise InvalidBatchError(f"unknown joint layout {self.joint_layout!r} (known: {', '.join(LAYOUTS)})")
         self.depth = _as_float32("depth", self.depth)
         self.pose = _as_float32("pose", self.pose)
         self.center = _as_float32("center", self.center)
         n = len(self.depth) if self.depth.ndim else 0
         if self.depth.ndim != 3 or self.depth.shape[1] != self.depth.shape[2]:
             raise InvalidBatchError(f"depth must be (n, S, S), got shape {self.depth.shape}")
-        if self.pose.shape != (n, NUM_JOINTS, 3):
-            raise InvalidBatchError(f"pose must be ({n}, {NUM_JOINTS}, 3), got shape {self.pose.shape}")
+        joints = LAYOUTS[self.joint_layout].num_joints
+        if self.pose.shape != (n, joints, 3):
+            raise InvalidBatchError(f"pose must be ({n}, {joints}, 3), got shape {self.pose.shape} "
+                                    f"({self.joint_layout} joints)")
         if self.center.shape != (n, 3):
             raise InvalidBatchError(f"center must be ({n}, 3), got shape {self.center.shape}")
         # min/max propagate NaN, so this one pass also rejects NaN and inf.

@@ -5,22 +5,36 @@ to `<path>`, so a reader never sees half a dataset and a failed run never destro
 store (with `overwrite=True` the old one is removed only at that moment).
 
 Many processes: every call to `write` covers whole chunks (one Zarr shard file per array), and
-all state lives on disk (the Zarr arrays and one empty marker file per finished chunk under
-`.progress/`), so workers that each `open_existing` the working directory and write disjoint
-chunk ranges never touch the same file. `missing_chunks()` tells a resumed run what is left to do.
+all state lives on disk (the Zarr arrays and one marker file per finished chunk under
+`.progress/`, holding that chunk's checksums), so workers that each `open_existing` the working
+directory and write disjoint chunk ranges never touch the same file. `missing_chunks()` tells a
+resumed run what is left to do.
+
+Killed at any moment (`kill -9`), a run leaves one of these states, and `resume` finishes each
+into the store an uninterrupted run writes, byte for byte:
+
+    nothing at all, or a working directory without `.progress/`   creation never finished: start again
+    working directory with `.progress/`, complete = false          write the chunks without a marker
+    working directory, complete = true                             finalize was interrupted: finish it
+    `<path>` itself                                                 done; nothing to do
+
+Every file is replaced atomically (Zarr writes `*.partial` then renames; so do the markers),
+so a killed write leaves at worst a stray `*.partial`, which `resume` deletes.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from synthgen.conventions import BACKGROUND, NUM_JOINTS
+from synthgen.conventions import BACKGROUND, LAYOUTS
 from synthgen.data.schema import (
     DEFAULT_CHUNK_SIZE,
     DEPTH_DTYPE,
@@ -29,6 +43,8 @@ from synthgen.data.schema import (
     PROGRESS_DIR,
     READ_CHUNK_SIZE,
     ZSTD_LEVEL,
+    CHECKSUM_ALGORITHM,
+    CHECKSUMS_ATTR,
     ChunkAlignmentError,
     IncompleteStoreError,
     InvalidBatchError,
@@ -38,16 +54,22 @@ from synthgen.data.schema import (
     StoreExistsError,
     StoreLocationError,
     StoreMetadata,
+    StoreWriteError,
+    SynthgenDataError,
+    attributes_digest,
     check_schema_version,
-    chunk_marker,
+    file_sha256,
     missing_chunks,
+    read_chunk_marker,
+    shard_path,
     store_attrs,
     working_path_for,
+    write_chunk_marker,
 )
 
 
 def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_size: int,
-                 latent_dim: int | None) -> dict[str, dict]:
+                 latent_dim: int | None, num_joints: int) -> dict[str, dict]:
     """Shape, dtype, sharding and axis names of every array; unwritten samples read as fill.
 
     Every array is split along N only, into shards of `chunk_size` samples (one file each:
@@ -60,7 +82,7 @@ def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_s
     specs = {
         "depth": {"shape": (num_samples, crop_size, crop_size), "dtype": DEPTH_DTYPE, "fill_value": BACKGROUND,
                   "dimension_names": ("sample", "v", "u")},
-        "pose": {"shape": (num_samples, NUM_JOINTS, 3), "dtype": "float32", "fill_value": float("nan"),
+        "pose": {"shape": (num_samples, num_joints, 3), "dtype": "float32", "fill_value": float("nan"),
                  "dimension_names": ("sample", "joint", "xyz")},
         "center": {"shape": (num_samples, 3), "dtype": "float32", "fill_value": float("nan"),
                    "dimension_names": ("sample", "xyz")},
@@ -120,13 +142,24 @@ class StoreWriter:
             working.mkdir(parents=True)
         except OSError as error:
             raise StoreLocationError(f"cannot create {working}: {error.strerror}") from None
+        try:
+            return cls._create_in(working, int(num_samples), metadata, with_latent, int(latent_dim),
+                                  int(chunk_size), read_chunk_size, overwrite)
+        except OSError as error:  # disk full, quota, ...: nothing worth resuming was written yet
+            shutil.rmtree(working, ignore_errors=True)
+            raise StoreWriteError(f"cannot create {working}: {error.strerror or error}") from None
 
-        specs = _array_specs(int(num_samples), metadata.crop_size, int(chunk_size), read_chunk_size,
-                             latent_dim if with_latent else None)
+    @classmethod
+    def _create_in(cls, working: Path, num_samples: int, metadata: StoreMetadata, with_latent: bool,
+                   latent_dim: int, chunk_size: int, read_chunk_size: int, overwrite: bool) -> StoreWriter:
+        """Arrays and attributes in a fresh working directory; `.progress/` last, so a directory
+        without it is one whose creation was interrupted."""
+        specs = _array_specs(num_samples, metadata.crop_size, chunk_size, read_chunk_size,
+                             latent_dim if with_latent else None, LAYOUTS[metadata.joint_layout].num_joints)
         compressor = ZstdCodec(level=ZSTD_LEVEL)
         arrays = {name: {"dtype": spec["dtype"], "shards": list(spec["shards"]), "chunks": list(spec["chunks"]),
                          "compressor": compressor.to_dict()} for name, spec in specs.items()}
-        attrs = store_attrs(metadata, num_samples=int(num_samples), chunk_size=int(chunk_size),
+        attrs = store_attrs(metadata, num_samples=num_samples, chunk_size=chunk_size,
                             read_chunk_size=read_chunk_size, arrays=arrays, complete=False)
         group = zarr.open_group(str(working), mode="w-", zarr_format=3, attributes=attrs)
         for name, spec in specs.items():
@@ -143,12 +176,47 @@ class StoreWriter:
         """
         path = Path(path)
         working = path if path.name.endswith(INCOMPLETE_SUFFIX) else working_path_for(path)
-        if not (working / PROGRESS_DIR).is_dir():
+        if not (working / PROGRESS_DIR).is_dir() and not _marked_complete(working):
             finished = working.with_name(working.name[: -len(INCOMPLETE_SUFFIX)])
             if finished.exists() and not working.exists():
                 raise StoreExistsError(f"{finished} is already finished; there is nothing to resume")
             raise NotAStoreError(f"{working} is not an unfinished synthgen store")
         return cls(working, zarr.open_group(str(working), mode="r+", zarr_format=3), overwrite)
+
+    @classmethod
+    def resume(cls, path: str | Path, num_samples: int, metadata: StoreMetadata, *, with_latent: bool = False,
+               latent_dim: int = LATENT_DIM, chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False,
+               ignore_parameters: tuple[str, ...] = ()) -> StoreWriter | None:
+        """Continue the run that writes `path`, wherever a crash or `kill -9` stopped it.
+
+        Takes the arguments of the `create` that started the run (`overwrite` included) and
+        refuses (InputError) a store that another run started, comparing sizes, layout and every
+        metadata field but `created` and the parameters named in `ignore_parameters` (e.g. a
+        model's path, when its checksum is compared anyway). Returns a writer whose
+        `missing_chunks()` are what is left (all of them when the run had not got as far as
+        creating its store), or None when `path` is already the finished store of this run.
+        """
+        path = Path(path)
+        working = working_path_for(path)
+        if path.exists() and not working.exists():
+            try:
+                _require_same_run(_group_attrs(path), path, num_samples, metadata, with_latent, latent_dim,
+                                  chunk_size, ignore_parameters)
+                return None
+            except SynthgenDataError:
+                if not overwrite:  # else: killed before it began to replace the old store
+                    raise
+        if working.exists() and ((working / PROGRESS_DIR).is_dir() or _marked_complete(working)):
+            writer = cls.open_existing(working, overwrite=overwrite)
+            _require_same_run(writer._group.attrs.asdict(), working, num_samples, metadata, with_latent, latent_dim,
+                              chunk_size, ignore_parameters)
+            for leftover in working.rglob("*.partial"):  # files a killed write never renamed into place
+                leftover.unlink()
+            return writer
+        if working.exists():  # its creation was interrupted: nothing in it is worth keeping
+            shutil.rmtree(working)
+        return cls.create(path, num_samples, metadata, with_latent=with_latent, latent_dim=latent_dim,
+                          chunk_size=chunk_size, overwrite=overwrite)
 
     def chunk_bounds(self, chunk: int) -> tuple[int, int]:
         """Sample range [start, stop) of chunk `chunk`: the unit a producer writes."""
@@ -167,19 +235,29 @@ class StoreWriter:
             raise ChunkAlignmentError(f"samples [{start}, {stop}) end inside a chunk of {self.chunk_size}; "
                                       f"write whole chunks")
         self._check_matches_store(batch)
-        self._arrays["depth"][start:stop] = batch.depth.astype(DEPTH_DTYPE)
-        self._arrays["pose"][start:stop] = batch.pose
-        self._arrays["center"][start:stop] = batch.center
-        if batch.latent is not None:
-            self._arrays["latent"][start:stop] = batch.latent
-        # Markers last: a crash mid-write leaves the chunk missing, and a resume rewrites it.
-        for chunk in range(start // self.chunk_size, -(-stop // self.chunk_size)):
-            chunk_marker(self.working_path, chunk).touch()
+        try:
+            self._arrays["depth"][start:stop] = batch.depth.astype(DEPTH_DTYPE)
+            self._arrays["pose"][start:stop] = batch.pose
+            self._arrays["center"][start:stop] = batch.center
+            if batch.latent is not None:
+                self._arrays["latent"][start:stop] = batch.latent
+            # Markers last: a crash mid-write leaves the chunk missing, and a resume rewrites it.
+            for chunk in range(start // self.chunk_size, -(-stop // self.chunk_size)):
+                digests = {name: file_sha256(shard_path(self.working_path, array, chunk))
+                           for name, array in self._arrays.items()}
+                write_chunk_marker(self.working_path, chunk, digests)
+        except OSError as error:
+            raise StoreWriteError(f"cannot write samples [{start}, {stop}) to {self.working_path}: "
+                                  f"{error.strerror or error}; the chunks already written are kept for a resume"
+                                  ) from None
 
     def _check_matches_store(self, batch: SampleBatch) -> None:
         depth_shape = self._arrays["depth"].shape[1:]
         if batch.depth.shape[1:] != depth_shape:
             raise InvalidBatchError(f"depth crops are {batch.depth.shape[1:]}, the store holds {depth_shape}")
+        if batch.joint_layout != self.metadata.joint_layout:
+            raise InvalidBatchError(f"the batch holds {batch.joint_layout} joints, the store "
+                                    f"{self.metadata.joint_layout} joints")
         latent = self._arrays.get("latent")
         if latent is None and batch.latent is not None:
             raise InvalidBatchError("the batch has a latent but the store was created without one")
@@ -190,23 +268,37 @@ class StoreWriter:
 
     def missing_chunks(self) -> list[int]:
         """Chunks not yet written by any process (what a resumed run still has to do)."""
+        if self._group.attrs.get("complete", False):
+            return []  # an interrupted finalize: every chunk was written (its markers may be gone)
         return missing_chunks(self.working_path, self.num_chunks)
 
-    def finalize(self) -> Path:
-        """Mark the store complete and move it to its final path; returns that path.
+    def samples_missing(self) -> int:
+        """How many samples the missing chunks hold."""
+        return sum(stop - start for start, stop in map(self.chunk_bounds, self.missing_chunks()))
 
-        With `overwrite`, an existing store is moved aside, the new one renamed into place and
-        only then the old one deleted, so a crash in between leaves `<path>.replaced-*` behind,
-        never no store at all. A crash before the rename leaves a working directory that
-        `open_existing(...).finalize()` completes.
+    def finalize(self) -> Path:
+        """Mark the store complete, with its checksums, and move it to its final path; returns it.
+
+        Steps, each atomic: (1) one attribute write sets complete = true and the checksums
+        gathered from the chunk markers, (2) `.progress/` is deleted, (3) the directory is renamed.
+        A crash after (1) leaves a working directory marked complete, which `resume` finalizes
+        from step (2). With `overwrite`, an existing store is moved aside, the new one renamed
+        into place and only then the old one deleted, so a crash in between leaves
+        `<path>.replaced-*` behind.
         """
-        missing = self.missing_chunks()
-        if missing:
-            raise IncompleteStoreError(f"{self.working_path}: {len(missing)} of {self.num_chunks} chunks not written "
-                                       f"(first missing: {missing[0]})")
         if self.path.exists() and not self._overwrite:
             raise StoreExistsError(f"{self.path} already exists; pass --overwrite to replace it")
-        self._group.attrs.update({"complete": True})
+        if not self._group.attrs.get("complete", False):
+            missing = self.missing_chunks()
+            if missing:
+                raise IncompleteStoreError(f"{self.working_path}: {len(missing)} of {self.num_chunks} chunks not "
+                                           f"written (first missing: {missing[0]})")
+            attrs = {**self._group.attrs.asdict(), "complete": True}
+            try:
+                self._group.attrs.update({"complete": True, CHECKSUMS_ATTR: self._checksums(attrs)})
+            except OSError as error:
+                raise StoreWriteError(f"cannot finalize {self.working_path}: {error.strerror or error}") from None
+        shutil.rmtree(self.working_path / PROGRESS_DIR, ignore_errors=True)
         if self.path.exists():
             replaced = self.path.with_name(f"{self.path.name}.replaced-{uuid.uuid4().hex[:8]}")
             self.path.rename(replaced)
@@ -217,5 +309,62 @@ class StoreWriter:
                 replaced.unlink()
         else:
             self.working_path.rename(self.path)
-        shutil.rmtree(self.path / PROGRESS_DIR)
         return self.path
+
+    def _checksums(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The "checksums" attribute: per array, the sha256 of each chunk's shard file (None: no
+        file, the chunk is all fill), and the digest of every other attribute."""
+        per_chunk = [read_chunk_marker(self.working_path, chunk) for chunk in range(self.num_chunks)]
+        arrays = {}
+        for name, array in self._arrays.items():
+            # A marker written before checksums existed is empty: hash that file now.
+            arrays[name] = [digests[name] if name in digests else file_sha256(shard_path(self.working_path, array, chunk))
+                            for chunk, digests in enumerate(per_chunk)]
+        array_metadata = {name: file_sha256(self.working_path / array.path / "zarr.json")
+                          for name, array in self._arrays.items()}
+        return {"algorithm": CHECKSUM_ALGORITHM,
+                "of": "each array's shard file per chunk, each array's zarr.json, and the other attributes",
+                "arrays": arrays, "array_metadata": array_metadata, "attributes": attributes_digest(attrs)}
+
+
+def _group_attrs(path: Path) -> dict[str, Any]:
+    """A store directory's group attributes, read without Zarr (NotAStoreError if there are none)."""
+    try:
+        attrs = json.loads((path / "zarr.json").read_text())["attributes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise NotAStoreError(f"{path} exists and is not a synthgen store") from None
+    if not isinstance(attrs, dict):
+        raise NotAStoreError(f"{path} exists and is not a synthgen store")
+    return attrs
+
+
+def _marked_complete(working: Path) -> bool:
+    """Whether a working directory's attributes say complete (an interrupted finalize)."""
+    try:
+        return _group_attrs(working).get("complete") is True
+    except NotAStoreError:
+        return False
+
+
+def _require_same_run(attrs: dict[str, Any], where: Path, num_samples: int, metadata: StoreMetadata,
+                      with_latent: bool, latent_dim: int, chunk_size: int, ignore_parameters: tuple[str, ...]) -> None:
+    """A resumed run must be the run that started the store, or it would mix two datasets."""
+    check_schema_version(attrs, where)
+    old = StoreMetadata.from_attrs(attrs).to_attrs()
+    new = json.loads(json.dumps(metadata.to_attrs()))  # tuples -> lists, as stored
+    try:
+        latent = attrs["layout"]["arrays"].get("latent", {}).get("shards", [None, None])[1]
+        compared = [("num_samples", attrs["num_samples"], num_samples),
+                    ("chunk_size", attrs["layout"]["chunk_size"], chunk_size),
+                    ("latent_dim", latent, latent_dim if with_latent else None)]
+    except (KeyError, TypeError, AttributeError, IndexError):
+        raise NotAStoreError(f"{where}: its layout attributes are incomplete or malformed") from None
+    compared += [(key, old[key], new[key]) for key in old if key not in ("created", "parameters")]
+    params = sorted(set(old["parameters"]) | set(new["parameters"]))
+    compared += [(f"parameter {key}", old["parameters"].get(key), new["parameters"].get(key))
+                 for key in params if key not in ignore_parameters]
+    for name, before, now in compared:
+        if before != now:
+            raise StoreExistsError(f"--resume: {name} differs from the interrupted run's ({before!r} then, "
+                                   f"{now!r} now) in {where}; rerun with its options or pass --overwrite "
+                                   f"to start again")

@@ -266,3 +266,44 @@ def fit_hand(joints: np.ndarray | torch.Tensor, iterations: int = 10, tolerance:
     fitted, _ = forward_kinematics(HandPose(*(v.double() for v in vars(pose).values())))
     distance = (fitted - target).norm(dim=-1).cpu().numpy().astype(np.float32)
     return IKResult(pose, distance.mean(axis=1), distance.max(axis=1))
+
+
+# --- reading joint angles off positions, to tell a hand from a mislabelled point set -----------
+
+#: The angles `flexion_angles` reads, as indices into `skeleton.ANGLE_NAMES`: per finger its first
+#: joint's flexion and both hinges (thumb: CMC flexion, MCP, IP). Abductions are left out: at 90°
+#: of MCP flexion positions do not determine them.
+FLEXION_DOFS = tuple(4 * finger + dof for finger in range(5) for dof in (0, 2, 3))
+
+
+def flexion_angles(joints: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(B, 15) radians, the `FLEXION_DOFS` angles of each hand, read off its 21 joints in closed form.
+
+    The palm (rigid in the skeleton) gives the hand's rotation; a first joint's flexion is its
+    bone's elevation out of the palm in that finger's rest frame, and a hinge's is the signed
+    angle between its two bones about the finger's rest flexion axis. Unclamped, so angles
+    past `skeleton.ANGLE_LIMITS` show. Exact for skeleton hands (fingers: < 2° off with the
+    MCP abducted; thumb hinges ~11° off, their axis turns with CMC abduction); with noisy
+    joints the short distal bones dominate the error (~10° per mm of noise on the last bone).
+    """
+    target = _as_joints(joints)
+    rest, _ = _local_fk(torch.zeros(1, 20, dtype=target.dtype, device=target.device),
+                        torch.ones(1, dtype=target.dtype, device=target.device))
+    R, t, _ = _umeyama(rest[0, list(PALM)], target[:, list(PALM)], (1e-6, 1e6))
+    local = (target - t[:, None]) @ R  # hand frame, unscaled: only directions are used
+    bones = torch.nn.functional.normalize(torch.diff(local[:, CHAINS], dim=2), dim=-1)  # (B, 5, 3, 3)
+    rest_rotations = torch.as_tensor(skeleton.REST_ROTATIONS, dtype=target.dtype, device=target.device)
+    first = (rest_rotations.transpose(-1, -2) @ bones[:, :, 0, :, None])[..., 0]  # in each finger's rest frame
+    angles = [torch.asin((-first[..., 2]).clamp(-1, 1))]  # flexion turns the bone from +y towards -z
+    axis = rest_rotations[..., 0]  # (5, 3) flexion axis at rest; flexion is a rotation about -axis
+    for level in (0, 1):
+        a, b = bones[:, :, level], bones[:, :, level + 1]
+        angles.append(torch.atan2(-(torch.cross(a, b, dim=-1) * axis).sum(-1), (a * b).sum(-1)))
+    return torch.stack(angles, dim=-1).reshape(len(target), -1).cpu().numpy()
+
+
+def limit_excess_deg(joints: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(B, 15) degrees by which each `FLEXION_DOFS` angle lies outside its limits (0 inside)."""
+    angles = np.degrees(flexion_angles(joints))
+    limits = np.degrees(skeleton.ANGLE_LIMITS[list(FLEXION_DOFS)].astype(np.float64))
+    return np.maximum(limits[:, 0] - angles, angles - limits[:, 1]).clip(min=0)

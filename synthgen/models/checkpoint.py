@@ -23,7 +23,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import synthgen
-from synthgen.conventions import JOINT_NAMES
+from synthgen.conventions import LAYOUTS
+from synthgen.errors import InputError
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.crossing_nets import CrossingNets
 
@@ -42,8 +43,9 @@ _DTYPES = {  # safetensors header dtype → torch dtype
 }  # fmt: skip
 
 
-class CheckpointError(Exception):
-    """A checkpoint that is missing, corrupted, truncated, mismatched or of a refused format."""
+class CheckpointError(InputError):
+    """A checkpoint that is missing, corrupted, truncated, mismatched or of a refused format
+    (an InputError, so a command given one prints its one-line reason and exits 2)."""
 
 
 # --- weights ---------------------------------------------------------------------------------
@@ -69,7 +71,7 @@ def save_model(model: CrossingNets, directory: str | Path) -> str:
         "format_version": FORMAT_VERSION,
         "synthgen_version": synthgen.__version__,
         "architecture": model.config.to_dict(),
-        "joints": {"layout": "hands2017", "names": list(JOINT_NAMES), "count": len(JOINT_NAMES)},
+        "joints": _joints_entry(model.joint_layout),
         "normalisation": asdict(model.normalisation),
         "root_offset": asdict(model.root_offset),
         "latent": asdict(model.latent),
@@ -96,15 +98,16 @@ def load(path: str | Path) -> CrossingNets:
         raise CheckpointError(f"{directory / CONFIG}: format_version {config.get('format_version')!r} "
                               f"is not supported (this synthgen reads {FORMAT_VERSION})")
     joints = config.get("joints", {})
-    if joints.get("names") != list(JOINT_NAMES):
-        raise CheckpointError(f"{directory / CONFIG}: joint layout {joints.get('layout')!r} with "
-                              f"{joints.get('count')} joints differs from synthgen's canonical 21 joints")
+    layout = joints.get("layout")
+    if layout not in LAYOUTS or joints != _joints_entry(layout):
+        raise CheckpointError(f"{directory / CONFIG}: joint layout {layout!r} with {joints.get('count')} joints "
+                              f"is not one synthgen knows (known: {', '.join(LAYOUTS)}, with their joint names)")
     try:
         model = CrossingNets(CrossingNetsConfig.from_dict(config["architecture"]),
                              PoseNormalisation(**config["normalisation"]),
                              GaussianStats.from_dict(config["root_offset"]),
                              GaussianStats.from_dict(config["latent"]),
-                             config.get("provenance", {}))
+                             config.get("provenance", {}), joint_layout=layout)
     except KeyError as e:
         raise CheckpointError(f"{directory / CONFIG}: missing entry {e}") from None
     except (TypeError, ValueError) as e:
@@ -115,6 +118,12 @@ def load(path: str | Path) -> CrossingNets:
     tensors = _verified_tensors(weights, blob, config.get("weights", {}).get("sha256"), model.state_dict())
     model.load_state_dict(tensors, strict=True)
     return model.eval()
+
+
+def _joints_entry(layout: str) -> dict:
+    """config.json's "joints": the layout's name, joint names and count."""
+    names = LAYOUTS[layout].joint_names
+    return {"layout": layout, "names": list(names), "count": len(names)}
 
 
 def _verified_tensors(path: Path, blob: bytes, expected_sha: str | None,

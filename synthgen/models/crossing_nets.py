@@ -5,9 +5,11 @@
     depth ─► D.branch ─► posterior head ─► (23) ──────┘                 ▲
                    └───► trunk ─► real/fake        metric head f(·) ───┘ (L_smo)
 
-`CrossingNets` holds the four networks plus what is needed to interpret them (pose
-normalisation, root-offset statistics, provenance). Its inference methods run in eval mode
-under `torch.inference_mode` and touch only the sub-networks they need.
+`CrossingNets` holds the four networks plus what is needed to interpret them (joint layout,
+pose normalisation, root-offset statistics, provenance). Its inference methods run in eval mode
+under `torch.inference_mode` and touch only the sub-networks they need. Poses are (B, J, 3) in
+the model's `joint_layout` (a key of conventions.LAYOUTS; canonical "hands2017" unless the model
+was trained on or converted from a dataset with another skeleton).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthgen.conventions import LAYOUTS
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.discriminator import Discriminator
 from synthgen.models.generator import Alignment, Generator
@@ -28,9 +31,14 @@ from synthgen.models.vae import PoseVAE
 class CrossingNets(nn.Module):
     def __init__(self, config: CrossingNetsConfig | None = None, normalisation: PoseNormalisation | None = None,
                  root_offset: GaussianStats | None = None, latent: GaussianStats | None = None,
-                 provenance: dict | None = None):
+                 provenance: dict | None = None, joint_layout: str = "hands2017"):
         super().__init__()
         self.config = config or CrossingNetsConfig()
+        if joint_layout not in LAYOUTS or LAYOUTS[joint_layout].num_joints != self.config.vae.num_joints:
+            known = {name: layout.num_joints for name, layout in LAYOUTS.items()}
+            raise ValueError(f"joint layout {joint_layout!r} does not fit a VAE of {self.config.vae.num_joints} "
+                             f"joints (layouts and their joints: {known})")
+        self.joint_layout = joint_layout
         self.normalisation = normalisation or PoseNormalisation()
         # Training-set statistics (written to config.json), to sample plausible inputs for G.
         self.root_offset = root_offset or GaussianStats.standard(3)
@@ -128,7 +136,7 @@ class CrossingNets(nn.Module):
         return load(path)
 
     def extra_repr(self) -> str:
-        return f"normalisation={asdict(self.normalisation)}"
+        return f"joint_layout={self.joint_layout!r}, normalisation={asdict(self.normalisation)}"
 
     @contextmanager
     def _inference(self):

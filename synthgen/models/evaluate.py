@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthgen.conventions import BACKGROUND, CUBE_MM, JOINT_NAMES
+from synthgen.conventions import BACKGROUND, CUBE_MM, JOINT_NAMES, LAYOUTS
 
 THRESHOLDS_MM = (10, 20, 30, 40, 50, 60, 70, 80)
 FOREGROUND_EPS = 1e-3  # a pixel is foreground where its normalised depth < BACKGROUND − eps
 
 
-def pose_metrics(pred: np.ndarray, true: np.ndarray, thresholds=THRESHOLDS_MM) -> dict:
-    """Joint errors of (N, J, 3) mm predictions.
+def pose_metrics(pred: np.ndarray, true: np.ndarray, thresholds=THRESHOLDS_MM, joint_names=JOINT_NAMES) -> dict:
+    """Joint errors of (N, J, 3) mm predictions (joints named by `joint_names`).
 
     mean_joint_error_mm: mean Euclidean error over all joints and frames; per_joint_mm: (J,) means;
     max_error_below: {"<t": fraction of frames whose worst joint error is below t mm}.
@@ -30,7 +30,7 @@ def pose_metrics(pred: np.ndarray, true: np.ndarray, thresholds=THRESHOLDS_MM) -
         "frames": int(err.shape[0]),
         "mean_joint_error_mm": float(err.mean()),
         "median_joint_error_mm": float(np.median(err)),
-        "per_joint_mm": {name: float(v) for name, v in zip(JOINT_NAMES, err.mean(axis=0))},
+        "per_joint_mm": {name: float(v) for name, v in zip(joint_names, err.mean(axis=0), strict=True)},
         "max_error_below": {f"<{t}": float((worst < t).mean()) for t in thresholds},
     }
 
@@ -70,7 +70,7 @@ def evaluate(model, depth: np.ndarray, pose: np.ndarray, center: np.ndarray, bat
     pred, fake = np.concatenate(preds), np.concatenate(fakes)
     real = np.asarray(depth, np.float32)
     return {
-        "pose": pose_metrics(pred, pose),
+        "pose": pose_metrics(pred, pose, joint_names=LAYOUTS[model.joint_layout].joint_names),
         "generator": silhouette_metrics(fake, real),
         "examples": {"real": real[:examples], "fake": fake[:examples]},
     }

@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 import synthgen
-from synthgen.conventions import NUM_JOINTS
+from synthgen.conventions import LAYOUTS
+from synthgen.errors import InputError
 from synthgen.models import losses as L
 from synthgen.models.checkpoint import (CheckpointError, load, load_training_state, save_model,
                                         save_training_state)
-from synthgen.models.config import GaussianStats, Recipe
+from synthgen.models.config import GaussianStats, PoseNormalisation, Recipe
 from synthgen.models.crossing_nets import CrossingNets
 from synthgen.models.evaluate import evaluate, write_report
 
@@ -47,20 +48,26 @@ class TrainingData:
     """In-memory training arrays (any float dtype for depth; cast per batch).
 
     depth (N, S, S) normalised to [-1, 1], background +1; pose (N, J, 3) mm camera
-    coordinates; center (N, 3) mm crop centres; data_digest identifies the source store.
+    coordinates in `joint_layout` (a key of conventions.LAYOUTS, which the trained model keeps);
+    center (N, 3) mm crop centres; data_digest identifies the source store.
     """
 
     depth: np.ndarray
     pose: np.ndarray
     center: np.ndarray
     data_digest: str | None = None
+    joint_layout: str = "hands2017"
 
     def __post_init__(self) -> None:
         n = len(self.depth)
         if self.depth.ndim != 3 or self.depth.shape[1] != self.depth.shape[2]:
             raise ValueError(f"depth must be (N, S, S), got {self.depth.shape}")
-        if self.pose.shape != (n, NUM_JOINTS, 3):
-            raise ValueError(f"pose must be (N={n}, {NUM_JOINTS}, 3), canonical joint order; got {self.pose.shape}")
+        if self.joint_layout not in LAYOUTS:
+            raise ValueError(f"unknown joint layout {self.joint_layout!r} (known: {', '.join(LAYOUTS)})")
+        joints = LAYOUTS[self.joint_layout].num_joints
+        if self.pose.shape != (n, joints, 3):
+            raise ValueError(f"pose must be (N={n}, {joints}, 3), joint layout {self.joint_layout}; "
+                             f"got {self.pose.shape}")
         if self.center.shape != (n, 3):
             raise ValueError(f"center must be (N={n}, 3), got {self.center.shape}")
 
@@ -398,15 +405,20 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = split_indices(len(data), r.data.val_fraction, r.data.labeled_fraction, r.data.split_seed)
     if len(split.train) == 0:
-        raise ValueError("no training samples after the held-out split")
+        raise InputError("no training samples after the held-out split")
     if data.depth.shape[1] != r.model.generator.crop_size:
-        raise ValueError(f"depth crops are {data.depth.shape[1]}² but the recipe's model makes "
+        raise InputError(f"depth crops are {data.depth.shape[1]}² but the recipe's model makes "
                          f"{r.model.generator.crop_size}²")
+    if data.pose.shape[1] != r.model.vae.num_joints:
+        raise InputError(f"the data has {data.pose.shape[1]} joints (layout {data.joint_layout}) but the recipe's "
+                         f"model.vae.num_joints is {r.model.vae.num_joints}; set it to {data.pose.shape[1]}")
 
     torch.manual_seed(r.seed)
     provenance = {"data_digest": data.data_digest, "recipe": r.to_dict(), "synthgen_version": synthgen.__version__,
                   "samples": {"train": len(split.train), "labeled": len(split.labeled), "val": len(split.val)}}
-    model = CrossingNets(r.model, provenance=provenance)
+    # Non-canonical layouts keep their own root (NYU's palm centre); the canonical one keeps the default.
+    normalisation = PoseNormalisation(root_joint=LAYOUTS[data.joint_layout].root)
+    model = CrossingNets(r.model, normalisation, provenance=provenance, joint_layout=data.joint_layout)
     trainer = Trainer(r, data, model, split)
     model.root_offset = GaussianStats.of(trainer.offset.numpy())
     model.vae.init_from_pca(trainer.rel.numpy())

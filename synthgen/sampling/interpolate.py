@@ -128,7 +128,7 @@ def resolve_endpoint(spec: str, pipeline, *, layout: str = "hands2017") -> Endpo
     path = Path(spec)
     if path.suffix == ".zarr" or (path / "zarr.json").is_file():
         raise InputError(f"endpoint {spec!r}: name a sample of the store as {spec}:INDEX")
-    joints = load_poses(path, layout)
+    joints = load_poses(path, layout, pipeline.model.joint_layout)
     if len(joints) != 1:
         raise InputError(f"endpoint {spec!r}: the file holds {len(joints)} poses; an endpoint needs exactly one "
                          f"(or use store.zarr:INDEX)")
@@ -148,6 +148,9 @@ def _store_endpoint(path: Path, index: int, pipeline, spec: str) -> Endpoint:
                   and store.metadata.model_checksum == pipeline.model.checksum)
     if same_model:
         code = torch.from_numpy(sample.latent[0].copy())
+    elif store.joint_layout != pipeline.model.joint_layout:
+        raise InputError(f"endpoint {spec!r}: the store holds {store.joint_layout} joints, the model takes "
+                         f"{pipeline.model.joint_layout}")
     else:
         code = pipeline.encode(pose[None], center[None])[0]
     return Endpoint(code, center, pose, spec)

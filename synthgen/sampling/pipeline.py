@@ -1,10 +1,12 @@
 """The sampling pipeline: 23-d codes + crop centres → (depth, pose) samples, and chunk sources.
 
-    codes (n, 23) = [pose latent 20, root offset 3] ──► VAE decoder ──► pose (n, 21, 3) mm
+    codes (n, 23) = [pose latent 20, root offset 3] ──► VAE decoder ──► pose (n, J, 3) mm
                   └──────────────────────────────────► Ali ─► G ─────► depth (n, S, S)
 
 `SamplingPipeline` runs a (model, device, precision, noise) combination on any codes; the
-sources below decide where the codes come from and are what `produce` / `write_store` drive:
+sources below decide where the codes come from and are what `produce` / `write_store` drive.
+Poses come out in the model's joint layout (`model.joint_layout`: the canonical 21 joints, or
+a converted ICVL / NYU model's own 16 / 36), and stores written from them say so.
 
 * `PriorSource`: codes from the prior (synthgen.sampling.prior), centres from a `CropCenters`
   rule; chunk k is a pure function of (seed, k).
@@ -53,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthgen.conventions import CUBE_MM, NUM_JOINTS
+from synthgen.conventions import CUBE_MM
 from synthgen.data.schema import DEFAULT_CHUNK_SIZE, SampleBatch
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
@@ -119,21 +121,24 @@ class GeneratedSamples:
     """n generated samples, as the store holds them.
 
     depth:  (n, S, S) float32 normalised crop depth in [-1, 1], background +1
-    pose:   (n, 21, 3) float32 joints, mm, camera coordinates, canonical order
+    pose:   (n, J, 3) float32 joints, mm, camera coordinates, in the model's joint layout
     center: (n, 3) float32 crop centre, mm, camera coordinates
     latent: (n, 23) float32 code [pose latent 20, root offset 3 (unit_mm)]
+    joint_layout: the pose's joint layout (the model's)
     """
 
     depth: np.ndarray
     pose: np.ndarray
     center: np.ndarray
     latent: np.ndarray
+    joint_layout: str = "hands2017"
 
     def __len__(self) -> int:
         return len(self.depth)
 
     def to_batch(self) -> SampleBatch:
-        return SampleBatch(depth=self.depth, pose=self.pose, center=self.center, latent=self.latent)
+        return SampleBatch(depth=self.depth, pose=self.pose, center=self.center, latent=self.latent,
+                           joint_layout=self.joint_layout)
 
 
 class SamplingPipeline:
@@ -177,7 +182,7 @@ class SamplingPipeline:
         steps_of = max(1, math.ceil((batch_size or block) / block))  # blocks per step
         size = self.model.config.generator.crop_size
         depth = np.empty((n, size, size), np.float32)
-        pose = np.empty((n, NUM_JOINTS, 3), np.float32)
+        pose = np.empty((n, self.model.config.vae.num_joints, 3), np.float32)
         done_in_step = 0
         for b, start in enumerate(range(0, n, block)):
             stop = min(start + block, n)
@@ -194,10 +199,11 @@ class SamplingPipeline:
                 callback(done_in_step)
                 done_in_step = 0
         # 5. The typed output.
-        return GeneratedSamples(depth=depth, pose=pose, center=centers, latent=codes.numpy())
+        return GeneratedSamples(depth=depth, pose=pose, center=centers, latent=codes.numpy(),
+                                joint_layout=self.model.joint_layout)
 
     def encode(self, joints: np.ndarray, centers: np.ndarray) -> torch.Tensor:
-        """(n, 21, 3) mm joints, (n, 3) mm centres → (n, 23) codes [VAE mean latent, root offset]."""
+        """(n, J, 3) mm joints, (n, 3) mm centres → (n, 23) codes [VAE mean latent, root offset]."""
         joints = torch.from_numpy(np.array(joints, np.float32))  # a copy: memory maps are read-only
         centers_t = torch.as_tensor(np.asarray(centers, np.float32))
         out = []
@@ -210,9 +216,9 @@ class SamplingPipeline:
         return torch.cat(out) if out else torch.zeros(0, self.model.config.code_dim)
 
     def decode(self, codes: torch.Tensor, centers: np.ndarray) -> np.ndarray:
-        """(n, 23) codes, (n, 3) centres → (n, 21, 3) mm joints (no depth), in fixed blocks."""
+        """(n, 23) codes, (n, 3) centres → (n, J, 3) mm joints (no depth), in fixed blocks."""
         codes, centers = self._check_inputs(codes, centers)
-        out = np.empty((len(codes), NUM_JOINTS, 3), np.float32)
+        out = np.empty((len(codes), self.model.config.vae.num_joints, 3), np.float32)
         for start in range(0, len(codes), self.block_size):
             stop = min(start + self.block_size, len(codes))
             out[start:stop] = self._decode_block(codes[start:stop], centers[start:stop])
@@ -352,7 +358,7 @@ class PriorSource(_PipelineSource):
 
 @dataclass
 class PoseSource(_PipelineSource):
-    """Pose-conditioned generation: given joints (N, 21, 3) mm → encoder → codes → depth.
+    """Pose-conditioned generation: given joints (N, J, 3) mm (model layout) → encoder → codes → depth.
 
     The stored pose is the given pose (the label the depth was conditioned on); the stored
     latent is [VAE mean latent, root offset], whose decoding differs from it by the VAE's
@@ -381,7 +387,8 @@ class PoseSource(_PipelineSource):
 
 
 def _to_batch(chunk) -> SampleBatch:
-    return SampleBatch(depth=chunk.depth, pose=chunk.pose, center=chunk.center, latent=getattr(chunk, "latent", None))
+    return SampleBatch(depth=chunk.depth, pose=chunk.pose, center=chunk.center, latent=getattr(chunk, "latent", None),
+                       joint_layout=getattr(chunk, "joint_layout", "hands2017"))
 
 
 def write_store(writer: StoreWriter, source, *, workers: int = 1, on_progress: Callable[[int], None] | None = None,
@@ -436,7 +443,8 @@ def write_samples(writer: StoreWriter, samples: GeneratedSamples, *, finalize: b
     for chunk_index in range(writer.num_chunks):
         start, stop = writer.chunk_bounds(chunk_index)
         writer.write(start, SampleBatch(depth=samples.depth[start:stop], pose=samples.pose[start:stop],
-                                        center=samples.center[start:stop], latent=samples.latent[start:stop]))
+                                        center=samples.center[start:stop], latent=samples.latent[start:stop],
+                                        joint_layout=samples.joint_layout))
     return writer.finalize() if finalize else writer.working_path
 
 
@@ -452,7 +460,9 @@ def write_sequence(pipeline: SamplingPipeline, codes: torch.Tensor, centers: np.
 
     n = len(codes)
     step = writer.chunk_size if writer is not None else DEFAULT_CHUNK_SIZE
-    mesh = MeshPanels() if video_path is not None else None
+    # The mesh panel fits the 21-joint hand model: only for canonical poses.
+    canonical = pipeline.model.joint_layout == "hands2017"
+    mesh = MeshPanels() if video_path is not None and canonical else None
     video = VideoWriter(video_path, fps) if video_path is not None else None
     try:
         for start in range(0, n, step):
@@ -461,7 +471,8 @@ def write_sequence(pipeline: SamplingPipeline, codes: torch.Tensor, centers: np.
             if writer is not None:
                 writer.write(start, samples.to_batch())
             if video is not None:
-                write_frames(video, samples, mesh, first_index=start, total=n, mode=mode, cube_mm=pipeline.cube_mm)
+                write_frames(video, samples, mesh, first_index=start, total=n, mode=mode, cube_mm=pipeline.cube_mm,
+                             joint_layout=pipeline.model.joint_layout)
             if on_progress is not None:
                 on_progress(stop - start)
     except BaseException:

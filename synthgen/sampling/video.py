@@ -124,7 +124,7 @@ def colour_depth(depth_norm: np.ndarray) -> np.ndarray:
 
 
 def compose_frame(depth: np.ndarray, pose: np.ndarray, center: np.ndarray, mesh_depth: np.ndarray | None,
-                  caption: str, cube_mm: float) -> np.ndarray:
+                  caption: str, cube_mm: float, joint_layout: str = "hands2017") -> np.ndarray:
     """One (H, W, 3) uint8 frame from a generated crop, its decoded pose and the mesh render.
 
     `mesh_depth` must be normalised around the same centre depth as `depth` (see MeshPanels).
@@ -140,14 +140,15 @@ def compose_frame(depth: np.ndarray, pose: np.ndarray, center: np.ndarray, mesh_
     uv = camera.project(pose, camera.crop_intrinsics(center, cube_mm, size))[:, :2]
     panels = [up(colour_depth(depth)),
               up(colour_depth(mesh_depth)) if mesh_depth is not None else np.full((panel, panel, 3), 60, np.uint8),
-              draw_skeleton(up(colour_depth(depth)), (uv + 0.5) * UPSCALE - 0.5)]
+              draw_skeleton(up(colour_depth(depth)), (uv + 0.5) * UPSCALE - 0.5, joint_layout)]
     for i, img in enumerate(panels):
         x = GAP + i * (panel + GAP)
         frame[CAPTION:CAPTION + panel, x:x + panel] = img
     for i, title in enumerate(PANEL_TITLES):
         frame = _text(frame, (GAP + i * (panel + GAP) + 4, CAPTION + 4), title, (200, 200, 200))
     if mesh_depth is None:
-        frame = _text(frame, (GAP + panel + GAP + 8, CAPTION + panel // 2), "needs synthgen.hand.ik", (240, 180, 80))
+        why = "needs synthgen.hand.ik" if joint_layout == "hands2017" else f"no hand model for {joint_layout} joints"
+        frame = _text(frame, (GAP + panel + GAP + 8, CAPTION + panel // 2), why, (240, 180, 80))
     return _text(frame, (GAP, 6), caption)
 
 
@@ -200,13 +201,19 @@ class VideoWriter:
             self.abort()
 
 
-def write_frames(video: VideoWriter, samples, mesh: MeshPanels, *, first_index: int, total: int, mode: str,
-                 cube_mm: float) -> None:
-    """Append one frame per sample of `samples` (GeneratedSamples) with its caption."""
-    mesh_depth, residual = mesh(samples.pose, samples.center[:, 2], cube_mm)
+def write_frames(video: VideoWriter, samples, mesh: MeshPanels | None, *, first_index: int, total: int, mode: str,
+                 cube_mm: float, joint_layout: str = "hands2017") -> None:
+    """Append one frame per sample of `samples` (GeneratedSamples) with its caption.
+
+    mesh None: no mesh panel (poses that are not the canonical 21 joints have no hand model).
+    """
+    if mesh is None:
+        mesh_depth, residual = None, np.full(len(samples), np.nan)
+    else:
+        mesh_depth, residual = mesh(samples.pose, samples.center[:, 2], cube_mm)
     for i in range(len(samples)):
         k = first_index + i
         ik = f"IK max {residual[i]:.1f} mm" if np.isfinite(residual[i]) else "no IK"
         caption = f"frame {k + 1}/{total}   {mode}   {ik}"
         video.append(compose_frame(samples.depth[i], samples.pose[i], samples.center[i],
-                                   None if mesh_depth is None else mesh_depth[i], caption, cube_mm))
+                                   None if mesh_depth is None else mesh_depth[i], caption, cube_mm, joint_layout))

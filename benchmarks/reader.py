@@ -1,0 +1,117 @@
+"""Training-reader throughput over a store: prints a table, writes benchmarks/results/reader.json.
+
+    python benchmarks/reader.py [--store data/train-clean.zarr] [--mix data/train-noisy.zarr]
+                                [--epochs 2] [--quick]
+
+Rows: the naive reader (per-sample random access through a DataLoader, for scale), and
+`synthgen.data.ShuffledHandBatches` with 0 and 2 DataLoader workers, in order, with
+augmentation and with two stores mixed by ratio. A row is samples delivered to the training
+loop per second of wall time, worker start-up included; rows with several epochs report the
+median. The machine is shared: the load average before and after is printed and saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 20_000  # samples/s, shuffled epoch with 2 workers (the issue's target)
+
+
+def _consume(batches, limit: int | None = None) -> tuple[int, float]:
+    """Iterate like a training loop would (touching every batch); returns (samples, seconds)."""
+    start, count, checksum = time.perf_counter(), 0, 0.0
+    for batch in batches:
+        checksum += float(batch["depth"][:, 0, 64, 64].sum()) + float(batch["joints"][:, 0, 2].sum())
+        count += len(batch["joints"])
+        if limit is not None and count >= limit:
+            break
+    return count, time.perf_counter() - start
+
+
+def row(name: str, runs: list[tuple[int, float]], **extra) -> dict:
+    rates = [n / t for n, t in runs]
+    return {"name": name, "samples": runs[0][0], "runs": len(runs), "samples_per_s": statistics.median(rates),
+            "all_samples_per_s": rates, **extra}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=ROOT / "data" / "train-clean.zarr")
+    parser.add_argument("--mix", type=Path, default=ROOT / "data" / "train-noisy.zarr",
+                        help="second store for the mixing row (skipped if missing)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per shuffled 2-worker row")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="fewer samples per row (a smoke test)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reader.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    batch = args.batch_size
+    load_before = os.getloadavg()
+    rows = []
+
+    naive = HandDataset(args.store)
+    naive_samples = 512 if args.quick else 4096
+    loader = DataLoader(naive, batch_size=batch, shuffle=True, num_workers=2)
+    rows.append(row("naive: per-sample random access, shuffle=True, 2 workers", [_consume(loader, naive_samples)]))
+
+    stream = ShuffledHandBatches(args.store, batch_size=batch, seed=0)
+    partial = 8192 if args.quick else None
+    runs = []
+    for epoch in range(1 if args.quick else args.epochs):
+        stream.set_epoch(epoch)
+        runs.append(_consume(stream.loader(2), partial))
+    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers", runs, target=TARGET))
+
+    stream.set_epoch(0)
+    rows.append(row("ShuffledHandBatches: shuffled epoch, 0 workers", [_consume(stream, partial)]))
+
+    in_order = ShuffledHandBatches(args.store, batch_size=batch, shuffle=False)
+    rows.append(row("ShuffledHandBatches: in order, 2 workers", [_consume(in_order.loader(2), partial)]))
+
+    some = 4096 if args.quick else 32768
+    augmented = ShuffledHandBatches(args.store, batch_size=batch, seed=0, augment=Augmentation(),
+                                    layout="nyu", joints="normalised", samples_per_epoch=some)
+    rows.append(row("ShuffledHandBatches: + rotation/scale/shift, nyu layout, 2 workers",
+                    [_consume(augmented.loader(2))]))
+
+    if args.mix.exists():
+        mixed = ShuffledHandBatches([args.store, args.mix], ratios=[0.7, 0.3], batch_size=batch, seed=0,
+                                    samples_per_epoch=some)
+        runs = [_consume(mixed.loader(2))]
+        first = next(iter(mixed))
+        share = float((first["store"] == 0).float().mean())
+        rows.append(row(f"ShuffledHandBatches: 2 stores mixed 0.7/0.3, 2 workers (first batch {share:.2f}/"
+                        f"{1 - share:.2f})", runs))
+
+    load_after = os.getloadavg()
+    result = {
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "loadavg_before": load_before, "loadavg_after": load_after},
+        "store": str(args.store), "batch_size": batch, "rows": rows,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    print(f"store {args.store} ({len(naive):,} samples), batch {batch}, {os.cpu_count()} cores, "
+          f"load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
+    print(f"{'reader':<90} {'samples':>8} {'samples/s':>10}  target")
+    for r in rows:
+        target = f">= {r['target']:,}" if "target" in r else ""
+        print(f"{r['name']:<90} {r['samples']:>8} {r['samples_per_s']:>10,.0f}  {target}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,505 @@
+"""Feed a PyTorch trainer from hand stores: a shuffled batch stream for training, a map-style
+dataset for evaluation, on-the-fly augmentation and any joint layout.
+
+Why the stream reads whole blocks: a store's depth is zstd-compressed in inner chunks of 64
+samples, and every read decodes whole chunks, so reading samples in a random order decodes 64
+samples per sample kept (~100-800 samples/s, see ../shared/notes/machine-facts.md). The stream
+shuffles at two levels instead: each epoch it permutes the store's 64-sample blocks, reads a
+buffer of `buffer_blocks` blocks (each one contiguous slice, decoded once) and permutes the
+samples inside that buffer. A batch therefore mixes samples of ~16 blocks spread over the whole
+store, and every block is decoded exactly once per epoch. Labels (pose, centre: 252 bytes a
+sample) are read once into memory when the stream is built, so only depth is read per epoch.
+
+Batches are made in the worker processes (the stream is an IterableDataset that yields whole
+batches; use `DataLoader(stream, batch_size=None, num_workers=W)` or `stream.loader(W)`), and
+depth is converted float16 -> float32 straight into shared memory, so a batch crosses to the
+training process without another copy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from synthgen.conventions import LAYOUTS
+from synthgen.data.layouts import converter
+from synthgen.data.reader import HandStore, open_store
+from synthgen.errors import InputError
+from synthgen.hand.camera import denormalize_depth, normalize_depth, normalize_joints
+from synthgen.hand.noise import SensorNoise
+
+JOINT_UNITS = ("mm", "normalised")
+DEPTH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+ORDER_STREAM, AUGMENT_STREAM = 0, 1  # independent random streams of one buffer
+AUGMENT_SLICE = 256  # samples augmented at once (bounds the warp's temporaries)
+
+# --- augmentation --------------------------------------------------------------------------
+
+
+def _warp_crops(depth_mm: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rotate by `angle` (radians) and zoom by `scale` each (n, S, S) crop about its centre pixel.
+
+    Nearest-neighbour resampling: depth must not be blended across a silhouette (that would
+    invent surfaces between hand and background). Pixels that come from outside the crop are
+    0 (no data). Each output pixel reads the input at R(-angle) / scale times its offset from
+    the centre (numpy: twice as fast as torch's grid_sample for nearest on one CPU thread).
+    """
+    n, size = depth_mm.shape[0], depth_mm.shape[-1]
+    half = np.float32((size - 1) / 2)
+    offset = np.arange(size, dtype=np.float32) - half
+    du, dv = offset[None, None, :], offset[None, :, None]
+    cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
+    sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
+    source_u = np.rint(cos * du + sin * dv + half).astype(np.int32)
+    source_v = np.rint(cos * dv - sin * du + half).astype(np.int32)
+    inside = (source_u >= 0) & (source_u < size) & (source_v >= 0) & (source_v < size)
+    flat = source_v * size + source_u + (np.arange(n, dtype=np.int32) * size * size)[:, None, None]
+    warped = np.take(np.ascontiguousarray(depth_mm, np.float32).reshape(-1), np.where(inside, flat, 0))
+    warped[~inside] = 0.0
+    return warped
+
+
+def transform_crops(depth: np.ndarray, joints: np.ndarray, center: np.ndarray, cube_mm: float, *,
+                    angle: np.ndarray, scale: np.ndarray, shift_mm: np.ndarray,
+                    noise: SensorNoise | None = None, rng: np.random.Generator | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Apply given in-plane rotations, scales and depth shifts to normalised crops and their joints.
+
+    One affine map of the crop's (u, v, d) space per sample, so image and labels stay exactly
+    consistent in uvd: (u, v) about the crop centre pixel -> scale * R(angle) (u, v), with
+    R(a) = [[cos a, -sin a], [sin a, cos a]] in (u right, v down) pixels, i.e. a positive
+    angle turns the image clockwise as displayed; d -> c_z + scale * (d - c_z) + shift_mm.
+    Joints are mapped through the crop's pinhole camera (f = S * c_z / cube) and back. The
+    crop centre is unchanged, so a depth shift moves the hand inside its cube, as an error
+    in the hand-centre estimate would. `noise` (with `rng`) is then applied to the metric
+    depth, as a sensor would.
+
+    depth (n, S, S) normalised, joints (n, J, 3) mm, center (n, 3) mm; angle, scale, shift_mm (n,).
+    Returns (depth normalised float32, joints mm float32).
+    """
+    depth = np.asarray(depth, np.float32)
+    center = np.asarray(center, np.float64)
+    size = depth.shape[-1]
+    cz = center[:, 2]
+    depth_mm = _warp_crops(denormalize_depth(depth, cz, cube_mm), angle, scale)
+    cz_px = cz[:, None, None]
+    depth_mm = np.where(depth_mm > 0, cz_px + scale[:, None, None] * (depth_mm - cz_px) + shift_mm[:, None, None],
+                        0.0).astype(np.float32)
+    if noise is not None:
+        depth_mm = noise.apply(depth_mm, rng)
+
+    joints = np.asarray(joints, np.float64)
+    focal = (size * cz / cube_mm)[:, None]
+    ray_x, ray_y = (center[:, 0] / cz)[:, None], (center[:, 1] / cz)[:, None]
+    du = focal * (joints[..., 0] / joints[..., 2] - ray_x)  # crop pixels from the centre pixel
+    dv = focal * (joints[..., 1] / joints[..., 2] - ray_y)
+    cos, sin, s = np.cos(angle)[:, None], np.sin(angle)[:, None], scale[:, None]
+    du, dv = s * (cos * du - sin * dv), s * (sin * du + cos * dv)
+    z = cz[:, None] + s * (joints[..., 2] - cz[:, None]) + shift_mm[:, None]
+    moved = np.stack([(du / focal + ray_x) * z, (dv / focal + ray_y) * z, z], axis=-1)
+    return normalize_depth(depth_mm, cz, cube_mm), moved.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random per-sample augmentation; see `transform_crops` for what each one does exactly.
+
+    Each sample draws angle ~ U(-rotation_deg, rotation_deg) degrees, scale ~ U(*scale) and
+    shift ~ U(-depth_shift_mm, depth_shift_mm); `noise` adds the sensor model on top.
+    The defaults follow DeepPrior++-style training (any in-plane angle, +-10 % size,
+    a centre error of up to 10 mm); pass 0 / (1, 1) to switch one off.
+    """
+
+    rotation_deg: float = 180.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    depth_shift_mm: float = 10.0
+    noise: SensorNoise | None = None
+
+    def __post_init__(self) -> None:
+        low, high = (float(v) for v in self.scale)
+        if not 0 < low <= high:
+            raise InputError(f"augmentation scale must be 0 < low <= high, got {self.scale!r}")
+        if not 0 <= self.rotation_deg <= 180:
+            raise InputError(f"augmentation rotation_deg must be in [0, 180], got {self.rotation_deg!r}")
+        if not 0 <= self.depth_shift_mm < 1000:
+            raise InputError(f"augmentation depth_shift_mm must be in [0, 1000), got {self.depth_shift_mm!r}")
+
+    def apply(self, depth: np.ndarray, joints: np.ndarray, center: np.ndarray, cube_mm: float,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        n = len(depth)
+        angle = np.deg2rad(rng.uniform(-self.rotation_deg, self.rotation_deg, n))
+        scale = rng.uniform(self.scale[0], self.scale[1], n)
+        shift = rng.uniform(-self.depth_shift_mm, self.depth_shift_mm, n)
+        return transform_crops(depth, joints, center, cube_mm, angle=angle, scale=scale, shift_mm=shift,
+                               noise=self.noise, rng=rng)
+
+
+# --- shared by both datasets ---------------------------------------------------------------
+
+
+def _open_stores(stores: str | Path | Sequence[str | Path]) -> list[HandStore]:
+    paths = [stores] if isinstance(stores, (str, Path)) else list(stores)
+    if not paths:
+        raise InputError("no store given")
+    opened = [open_store(p) for p in paths]
+    layouts = {(s.metadata.crop_size, s.metadata.cube_mm) for s in opened}
+    if len(layouts) > 1:
+        raise InputError(f"stores differ in crop size / cube: {sorted(layouts)}")
+    return opened
+
+
+class _Output:
+    """How samples are handed to the trainer: joint layout and units, optional augmentation.
+
+    `layout` None means the stores' own layout (they must agree); otherwise each store's joints
+    are converted from its layout (synthgen.data.layouts).
+    """
+
+    def __init__(self, stores: list[HandStore], layout: str | None, joints: str, augment: Augmentation | None) -> None:
+        own = {s.joint_layout for s in stores}
+        if layout is None and len(own) > 1:
+            raise InputError(f"the stores hold different joint layouts ({', '.join(sorted(own))}); pass layout=")
+        self.layout = own.pop() if layout is None else layout
+        self.converters = [converter(s.joint_layout, self.layout) for s in stores]
+        if joints not in JOINT_UNITS:
+            raise InputError(f"joints must be one of {', '.join(JOINT_UNITS)}, got {joints!r}")
+        if augment is not None and not isinstance(augment, Augmentation):
+            raise InputError(f"augment must be an Augmentation or None, got {type(augment).__name__}")
+        self.joints, self.augment = joints, augment
+        self.cube_mm = stores[0].metadata.cube_mm
+        self.joint_names = LAYOUTS[self.layout].joint_names
+
+    def convert(self, store: int, pose: np.ndarray) -> np.ndarray:
+        """A store's (n, J_store, 3) joints in mm -> (n, J, 3) float32 in the output layout."""
+        return np.ascontiguousarray(self.converters[store](pose), np.float32)
+
+    def units(self, joints: np.ndarray, center: np.ndarray) -> np.ndarray:
+        """Output-layout joints in mm -> the chosen units."""
+        if self.joints == "normalised":
+            joints = normalize_joints(joints, center, self.cube_mm)
+        return np.ascontiguousarray(joints, np.float32)
+
+
+def _new_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor, in shared memory inside a DataLoader worker (no copy on hand-over)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = math.prod(shape)
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel, device="cpu")
+    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+
+
+# --- map-style dataset ---------------------------------------------------------------------
+
+
+class HandDataset(Dataset):
+    """One sample per index, in any order: for evaluation, in-order passes and samplers.
+
+    `dataset[i]` is a dict of tensors: depth (1, S, S) float32 normalised, joints (J, 3)
+    float32 in `layout` (default: the stores' own) and `joints` units, center (3,) float32 mm,
+    index (int). Reads go
+    through a small cache of decoded 64-sample blocks, so in-order access decodes each block
+    once; random single-sample access is bounded by decoding (~1 k samples/s): for shuffled
+    training use `ShuffledHandBatches`. Stores given as a list are concatenated.
+    """
+
+    def __init__(self, stores: str | Path | Sequence[str | Path], *, layout: str | None = None,
+                 joints: str = "mm", augment: Augmentation | None = None, cache_blocks: int = 8) -> None:
+        opened = _open_stores(stores)
+        self.paths = [s.path for s in opened]
+        self.sizes = [len(s) for s in opened]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.cube_mm = opened[0].metadata.cube_mm
+        self.crop_size = opened[0].metadata.crop_size
+        self.block_sizes = [s.attrs["layout"]["read_chunk_size"] for s in opened]
+        self.output = _Output(opened, layout, joints, augment)
+        self.joint_names = self.output.joint_names
+        self.cache_blocks = cache_blocks
+        self._stores: list[HandStore] | None = None
+        self._cache: OrderedDict = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_stores"], state["_cache"] = None, OrderedDict()
+        return state
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _block(self, store_id: int, block: int):
+        key = (store_id, block)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        if self._stores is None:
+            self._stores = [open_store(p) for p in self.paths]
+        size = self.block_sizes[store_id]
+        store = self._stores[store_id]
+        batch = store.read(slice(block * size, min((block + 1) * size, len(store))))
+        self._cache[key] = batch
+        if len(self._cache) > self.cache_blocks:
+            self._cache.popitem(last=False)
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not isinstance(index, (int, np.integer)):
+            raise InputError(f"expected one sample index, got {index!r}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = int(index) % len(self)
+        store_id = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        local = index - int(self.offsets[store_id])
+        size = self.block_sizes[store_id]
+        batch = self._block(store_id, local // size)
+        row = slice(local % size, local % size + 1)
+        depth, pose, center = batch.depth[row], self.output.convert(store_id, batch.pose[row]), batch.center[row]
+        if self.output.augment is not None:  # torch seeds each worker: reproducible with torch.manual_seed
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            depth, pose = self.output.augment.apply(depth, pose, center, self.cube_mm, rng)
+        return {"depth": torch.from_numpy(np.ascontiguousarray(depth, np.float32)),  # (1, S, S): channel first
+                "joints": torch.from_numpy(self.output.units(pose, center)[0]),
+                "center": torch.from_numpy(center[0].copy()), "index": index}
+
+
+# --- the training stream -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    store: int
+    start: int
+    stop: int
+
+
+class ShuffledHandBatches(IterableDataset):
+    """Shuffled batches over one or more stores, mixed by ratio; one epoch per iteration.
+
+    Each batch is a dict: depth (B, 1, S, S) normalised (float32, or float16 with
+    depth_dtype="float16": half the bytes to move from the workers, for a trainer that converts
+    on its GPU with `.float()`), joints (B, J, 3) float32 in
+    `layout` (a key of conventions.LAYOUTS; default: the stores' own, converted from each
+    store's layout by synthgen.data.layouts) as mm camera coordinates or, with
+    joints="normalised", (xyz - center) / (cube / 2); center (B, 3) float32 mm; index (B,)
+    int64 sample index inside its store; store (B,) int64 position of that store in `stores`.
+
+    Shuffling: see the module docstring; `buffer_blocks` blocks (of the store's 64-sample read
+    chunks) are decoded and permuted together. Which samples an epoch holds, their order inside
+    each buffer and each sample's augmentation are functions of (seed, epoch) only, whatever the
+    number of workers (only how buffers are cut into batches depends on it). With seed=None (default)
+    every iteration draws a fresh seed from torch's RNG (reproducible with torch.manual_seed).
+    With an integer seed, call `set_epoch(e)` before each epoch, as with DistributedSampler:
+    non-persistent DataLoader workers get a fresh copy of the stream every epoch, so only
+    `set_epoch` moves them on (in-process and persistent-worker iteration also advance by
+    themselves). Worker processes split the buffers round-robin; each worker's last batch may
+    be short (drop it with drop_last).
+
+    Mixing: with `ratios`, an epoch of `samples_per_epoch` samples (default: all stores' samples
+    together) takes round(ratio * samples_per_epoch) from each store, cycling through a store
+    (reshuffled each pass) when it is asked for more than it holds; blocks of the stores are
+    interleaved evenly, so every buffer holds about the same mixture.
+    """
+
+    def __init__(self, stores: str | Path | Sequence[str | Path], *, batch_size: int = 256,
+                 ratios: Sequence[float] | None = None, layout: str | None = None, joints: str = "mm",
+                 augment: Augmentation | None = None, shuffle: bool = True, seed: int | None = None,
+                 buffer_blocks: int = 16, samples_per_epoch: int | None = None, drop_last: bool = False,
+                 depth_dtype: str = "float32") -> None:
+        opened = _open_stores(stores)
+        self.paths = [s.path for s in opened]
+        self.sizes = [len(s) for s in opened]
+        self.block_sizes = [int(s.attrs["layout"]["read_chunk_size"]) for s in opened]
+        self.cube_mm = opened[0].metadata.cube_mm
+        self.crop_size = opened[0].metadata.crop_size
+        self.output = _Output(opened, layout, joints, augment)
+        self.joint_names = self.output.joint_names
+        for name, value in (("batch_size", batch_size), ("buffer_blocks", buffer_blocks)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        self.batch_size, self.buffer_blocks = int(batch_size), int(buffer_blocks)
+        if depth_dtype not in DEPTH_DTYPES:
+            raise InputError(f"depth_dtype must be one of {', '.join(DEPTH_DTYPES)}, got {depth_dtype!r}")
+        self.depth_dtype = DEPTH_DTYPES[depth_dtype]
+        self.ratios = self._check_ratios(ratios, shuffle)
+        total = sum(self.sizes)
+        self.samples_per_epoch = total if samples_per_epoch is None else int(samples_per_epoch)
+        self._every_sample_once = ratios is None and self.samples_per_epoch == total
+        if self.samples_per_epoch < 1 or (not shuffle and self.samples_per_epoch != total):
+            raise InputError(f"samples_per_epoch must be >= 1 (and, unshuffled, all {total} samples), "
+                             f"got {samples_per_epoch!r}")
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.epoch = 0
+        self._iterations = 0  # iterations since set_epoch, in this process
+        # Labels of every sample, read once, in the output layout: workers share them (fork).
+        self._pose = [self.output.convert(i, s.pose[:]) for i, s in enumerate(opened)]
+        self._center = [s.center[:] for s in opened]
+        self._depth_arrays: tuple[int, list] | None = None
+
+    def _check_ratios(self, ratios: Sequence[float] | None, shuffle: bool) -> np.ndarray:
+        if ratios is None:
+            return np.asarray(self.sizes, np.float64) / sum(self.sizes)
+        ratios = np.asarray(ratios, np.float64)
+        if ratios.shape != (len(self.sizes),) or not np.all(np.isfinite(ratios)) or np.any(ratios < 0) \
+                or ratios.sum() <= 0:
+            raise InputError(f"ratios must be {len(self.sizes)} non-negative numbers, not all 0, got {list(ratios)}")
+        if not shuffle:
+            raise InputError("ratios need shuffle=True (an in-order pass reads every sample once)")
+        return ratios / ratios.sum()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_depth_arrays"] = None
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (later ones in this process follow on from it)."""
+        self.epoch, self._iterations = int(epoch), 0
+
+    def loader(self, num_workers: int = 2, **kwargs) -> DataLoader:
+        """A DataLoader over this stream (it already yields batches, so batch_size=None)."""
+        if num_workers > 0:
+            kwargs.setdefault("prefetch_factor", 4)
+        return DataLoader(self, batch_size=None, num_workers=num_workers, **kwargs)
+
+    # -- epoch plan: identical in every worker, so they can split it without talking --------
+
+    def _blocks_of(self, store: int) -> list[_Block]:
+        size, n = self.block_sizes[store], self.sizes[store]
+        return [_Block(store, start, min(start + size, n)) for start in range(0, n, size)]
+
+    def _take(self, store: int, count: int, rng: np.random.Generator) -> list[_Block]:
+        """`count` samples of one store as permuted blocks, reshuffling after each full pass."""
+        blocks, taken = self._blocks_of(store), []
+        while count > 0:
+            for index in rng.permutation(len(blocks)):
+                block = blocks[index]
+                length = min(block.stop - block.start, count)
+                taken.append(_Block(store, block.start, block.start + length))
+                count -= length
+                if count == 0:
+                    break
+        return taken
+
+    def plan(self, base_seed: int, epoch: int) -> list[list[_Block]]:
+        """The epoch's buffers (lists of blocks), in order; buffer k goes to worker k % W."""
+        if not self.shuffle:
+            blocks = [block for store in range(len(self.sizes)) for block in self._blocks_of(store)]
+        else:
+            rng = np.random.default_rng([base_seed, epoch])
+            counts = self._counts()
+            keyed = []
+            for store, count in enumerate(counts):
+                taken = self._take(store, int(count), rng)
+                # Stratified merge: block k of m sits at (k + jitter) / m, so stores interleave evenly.
+                keys = (np.arange(len(taken)) + rng.random(len(taken))) / max(len(taken), 1)
+                keyed += zip(keys.tolist(), [store] * len(taken), range(len(taken)), taken)
+            blocks = [entry[3] for entry in sorted(keyed)]
+        return [blocks[i:i + self.buffer_blocks] for i in range(0, len(blocks), self.buffer_blocks)]
+
+    def _counts(self) -> np.ndarray:
+        """Samples per store in one epoch: every sample once, or the ratios' share (largest remainders)."""
+        if self._every_sample_once:
+            return np.asarray(self.sizes, np.int64)
+        wanted = self.ratios * self.samples_per_epoch
+        counts = np.floor(wanted).astype(np.int64)
+        counts[np.argsort(counts - wanted)[: self.samples_per_epoch - counts.sum()]] += 1
+        return counts
+
+    # -- iteration --------------------------------------------------------------------------
+
+    def _base_seed(self) -> int:
+        if self.seed is not None:
+            return int(self.seed)
+        info = get_worker_info()
+        if info is not None:  # the DataLoader draws one base seed per epoch for all its workers
+            return int(info.seed - info.id)
+        return int(torch.randint(0, 2**62, (1,)).item())
+
+    def _depth(self, store: int):
+        # One set of open arrays per process: never share Zarr handles across a fork.
+        if self._depth_arrays is None or self._depth_arrays[0] != os.getpid():
+            self._depth_arrays = (os.getpid(), [open_store(p).depth for p in self.paths])
+        return self._depth_arrays[1][store]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        base_seed, epoch = self._base_seed(), self.epoch + self._iterations
+        self._iterations += 1
+        buffers = self.plan(base_seed, epoch)
+        size = self.batch_size
+        pending = None  # fewer than a batch of samples, carried into the next buffer
+        for number in range(worker, len(buffers), workers):
+            samples = self._read(buffers[number])
+            count = len(samples["index"])
+            if self.output.augment is not None:
+                self._augment(samples, np.random.default_rng([base_seed, epoch, number, AUGMENT_STREAM]))
+            order = (np.random.default_rng([base_seed, epoch, number, ORDER_STREAM]).permutation(count)
+                     if self.shuffle else np.arange(count))
+            at = 0
+            if pending is not None:
+                at = min(size - len(pending["index"]), count)
+                head = _gather(samples, order[:at])
+                pending = {key: np.concatenate([pending[key], head[key]]) for key in pending}
+                if len(pending["index"]) < size:
+                    continue
+                yield self._batch(pending)
+                pending = None
+            for start in range(at, count - size + 1, size):
+                yield self._batch(_gather(samples, order[start:start + size]))
+                at = start + size
+            if at < count:
+                pending = _gather(samples, order[at:])
+        if pending is not None and not self.drop_last:
+            yield self._batch(pending)
+
+    def _read(self, blocks: list[_Block]) -> dict[str, np.ndarray]:
+        """Decode the buffer's blocks (one slice read each): float16 depth, sample ids and labels."""
+        count = sum(b.stop - b.start for b in blocks)
+        depth = np.empty((count, self.crop_size, self.crop_size), np.float16)
+        pose = np.empty((count,) + self._pose[0].shape[1:], np.float32)
+        center = np.empty((count, 3), np.float32)
+        store_ids = np.empty(count, np.int64)
+        indices = np.empty(count, np.int64)
+        at = 0
+        for block in blocks:
+            rows = slice(at, at + block.stop - block.start)
+            depth[rows] = self._depth(block.store)[block.start:block.stop]
+            pose[rows] = self._pose[block.store][block.start:block.stop]
+            center[rows] = self._center[block.store][block.start:block.stop]
+            store_ids[rows] = block.store
+            indices[rows] = np.arange(block.start, block.stop)
+            at = rows.stop
+        return {"depth": depth, "pose": pose, "center": center, "store": store_ids, "index": indices}
+
+    def _augment(self, samples: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        """Augment a whole buffer in place, in its stored order, so that what happens to a
+        sample depends on (seed, epoch, its buffer) only, not on how batches are cut."""
+        depth = np.empty(samples["depth"].shape, np.float32)
+        pose = samples["pose"]
+        for start in range(0, len(depth), AUGMENT_SLICE):  # bounded temporaries
+            rows = slice(start, start + AUGMENT_SLICE)
+            depth[rows], pose[rows] = self.output.augment.apply(
+                samples["depth"][rows].astype(np.float32), pose[rows], samples["center"][rows], self.cube_mm, rng)
+        samples["depth"] = depth
+
+    def _batch(self, samples: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        n, size = len(samples["index"]), self.crop_size
+        depth = _new_tensor((n, 1, size, size), self.depth_dtype)
+        depth.view(n, size, size).copy_(torch.from_numpy(samples["depth"]))  # float16 -> float32 here: vectorised
+        joints = self.output.units(samples["pose"], samples["center"])
+        joints_out = _new_tensor(joints.shape, torch.float32)
+        joints_out.copy_(torch.from_numpy(joints))
+        return {"depth": depth, "joints": joints_out, "center": torch.from_numpy(samples["center"]),
+                "index": torch.from_numpy(samples["index"]), "store": torch.from_numpy(samples["store"])}
+
+
+def _gather(samples: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: value[rows] for key, value in samples.items()}

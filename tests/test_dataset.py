@@ -1,0 +1,329 @@
+"""The training reader: epochs, chunk-aware shuffling, workers, mixing, layouts, augmentation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from synthgen.conventions import CROP_SIZE, JOINT_NAMES, LAYOUTS, NYU_EVAL_JOINTS
+from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, transform_crops
+from synthgen.data.layouts import converter, nyu36_from_canonical
+from synthgen.data.reader import open_store
+from synthgen.data.schema import SampleBatch, StoreMetadata
+from synthgen.data.writer import StoreWriter
+from synthgen.errors import InputError
+from synthgen.hand.camera import denormalize_depth, denormalize_joints, normalize_depth
+from synthgen.hand.noise import SensorNoise
+
+BLOCK = 64  # the store's read chunk
+
+
+def make_store(path: Path, count: int, seed: int, cube_mm: float = 250.0, joint_layout: str = "hands2017") -> Path:
+    """A store of `count` random crops (a disc per sample) in shards of 128 with 64-sample read chunks."""
+    rng = np.random.default_rng(seed)
+    center = np.stack([rng.uniform(-80, 80, count), rng.uniform(-60, 60, count), rng.uniform(350, 650, count)],
+                      axis=-1).astype(np.float32)
+    joints = LAYOUTS[joint_layout].num_joints
+    pose = (center[:, None, :] + rng.normal(0, 30, (count, joints, 3))).astype(np.float32)
+    v, u = np.mgrid[0:CROP_SIZE, 0:CROP_SIZE]
+    radius = rng.uniform(15, 40, (count, 1, 1))
+    disc = (u - 64) ** 2 + (v - 64) ** 2 < radius**2
+    depth_mm = np.where(disc, center[:, 2, None, None] + rng.uniform(-60, 60, (count, 1, 1)), 0)
+    depth = normalize_depth(depth_mm, center[:, 2], cube_mm)
+    meta = StoreMetadata(producer="render", seed=seed, cube_mm=cube_mm, joint_layout=joint_layout)
+    writer = StoreWriter.create(path, count, meta, chunk_size=128)
+    for chunk in range(writer.num_chunks):
+        start, stop = writer.chunk_bounds(chunk)
+        writer.write(start, SampleBatch(depth[start:stop], pose[start:stop], center[start:stop],
+                                        joint_layout=joint_layout))
+    return writer.finalize()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("data") / "a.zarr", 300, seed=1)  # 4 full blocks + one of 44
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("data") / "b.zarr", 100, seed=2)
+
+
+def epoch(stream, **loader) -> list[dict]:
+    return list(DataLoader(stream, batch_size=None, **loader)) if loader else list(stream)
+
+
+def indices(batches: list[dict]) -> np.ndarray:
+    return np.concatenate([b["index"].numpy() for b in batches])
+
+
+# --- the shuffled stream -------------------------------------------------------------------
+
+
+def test_an_epoch_yields_every_sample_once_with_its_own_data(store):
+    stream = ShuffledHandBatches(store, batch_size=32, seed=7)
+    batches = epoch(stream)
+    order = indices(batches)
+
+    assert sorted(order.tolist()) == list(range(300))
+    assert [len(b["index"]) for b in batches] == [32] * 9 + [12]
+    assert not np.array_equal(order, np.arange(300))
+    data = open_store(store).read(order)
+    depth = torch.cat([b["depth"] for b in batches])
+    assert depth.shape == (300, 1, CROP_SIZE, CROP_SIZE) and depth.dtype == torch.float32
+    np.testing.assert_array_equal(depth[:, 0].numpy(), data.depth)  # float16 -> float32 is exact
+    np.testing.assert_array_equal(torch.cat([b["joints"] for b in batches]).numpy(), data.pose)
+    np.testing.assert_array_equal(torch.cat([b["center"] for b in batches]).numpy(), data.center)
+    assert torch.cat([b["store"] for b in batches]).eq(0).all()
+
+
+def test_shuffling_is_chunk_aware_each_block_is_read_once_and_batches_mix_blocks(store, monkeypatch):
+    stream = ShuffledHandBatches(store, batch_size=64, seed=3, buffer_blocks=4)
+    reads = []
+    real_read = ShuffledHandBatches._read
+    monkeypatch.setattr(ShuffledHandBatches, "_read", lambda self, blocks: reads.append(blocks) or real_read(self, blocks))
+    batches = epoch(stream)
+
+    blocks = [(b.start, b.stop) for buffer in reads for b in buffer]
+    assert sorted(blocks) == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]  # one read per block
+    assert [len(buffer) for buffer in reads] == [4, 1]
+    first = batches[0]["index"].numpy()
+    assert len(set((first // BLOCK).tolist())) == 4  # a batch mixes all blocks of its buffer
+
+
+def test_order_is_a_function_of_seed_and_epoch(store):
+    stream = ShuffledHandBatches(store, batch_size=50, seed=11)
+    first = indices(epoch(stream))
+    stream.set_epoch(0)
+    assert np.array_equal(indices(epoch(stream)), first)
+    second = indices(epoch(stream))  # in-process iteration moves on by itself
+    stream.set_epoch(1)
+    assert np.array_equal(indices(epoch(stream)), second) and not np.array_equal(first, second)
+    other = indices(epoch(ShuffledHandBatches(store, batch_size=50, seed=12)))
+    assert not np.array_equal(first, other)
+    torch.manual_seed(0)
+    unseeded = ShuffledHandBatches(store, batch_size=50)
+    a, b = indices(epoch(unseeded)), indices(epoch(unseeded))
+    assert not np.array_equal(a, b) and sorted(a) == sorted(b) == list(range(300))
+
+
+def test_two_dataloader_workers_split_the_epoch_reproducibly(store):
+    stream = ShuffledHandBatches(store, batch_size=32, seed=5, buffer_blocks=2)
+    runs = []
+    for _ in range(2):
+        stream.set_epoch(3)
+        runs.append(epoch(stream, num_workers=2))
+    order = indices(runs[0])
+    assert sorted(order.tolist()) == list(range(300))
+    assert np.array_equal(order, indices(runs[1]))
+    stream.set_epoch(3)
+    in_process = indices(epoch(stream))
+    assert sorted(in_process.tolist()) == sorted(order.tolist())
+    data = open_store(store).read(order)
+    np.testing.assert_array_equal(torch.cat([b["depth"] for b in runs[0]])[:, 0].numpy(), data.depth)
+    np.testing.assert_array_equal(torch.cat([b["joints"] for b in runs[0]]).numpy(), data.pose)
+    # Each worker's short last batch, or none of them with drop_last.
+    assert sorted(len(b["index"]) for b in runs[0])[:2] == [12, 32]
+    dropped = ShuffledHandBatches(store, batch_size=32, seed=5, buffer_blocks=2, drop_last=True)
+    assert {len(b["index"]) for b in epoch(dropped, num_workers=2)} == {32}
+
+
+def test_in_order_pass_and_float16_depth(store):
+    batches = epoch(ShuffledHandBatches(store, batch_size=128, shuffle=False, depth_dtype="float16"))
+    assert np.array_equal(indices(batches), np.arange(300))
+    assert batches[0]["depth"].dtype == torch.float16
+    np.testing.assert_array_equal(torch.cat([b["depth"] for b in batches])[:, 0].numpy(),
+                                  open_store(store).depth[:])
+
+
+def test_layouts_and_normalised_joints(store):
+    data = open_store(store)
+    for layout in ("hands2017", "msra", "icvl", "nyu", "nyu36"):
+        batch = next(iter(ShuffledHandBatches(store, batch_size=20, seed=0, layout=layout)))
+        pose = data.read(batch["index"].numpy()).pose
+        assert batch["joints"].shape == (20, LAYOUTS[layout].num_joints, 3)
+        np.testing.assert_allclose(batch["joints"].numpy(), converter("hands2017", layout)(pose), rtol=1e-6)
+    batch = next(iter(ShuffledHandBatches(store, batch_size=20, seed=0, layout="msra", joints="normalised")))
+    expected = LAYOUTS["msra"].from_canonical(data.read(batch["index"].numpy()).pose)
+    joints = batch["joints"].numpy()
+    assert np.abs(joints).max() < 1.5 and np.abs(joints).mean() < 0.5  # cube units around the centre
+    np.testing.assert_allclose(denormalize_joints(joints, batch["center"].numpy(), 250.0), expected, atol=1e-3)
+
+
+def test_stores_in_other_layouts_are_read_in_their_own_or_converted(tmp_path, store):
+    icvl = make_store(tmp_path / "icvl.zarr", 70, seed=4, joint_layout="icvl")
+    own = next(iter(ShuffledHandBatches(icvl, batch_size=70, shuffle=False)))
+    np.testing.assert_array_equal(own["joints"].numpy(), open_store(icvl).pose[:])
+    mixed = ShuffledHandBatches([store, icvl], layout="icvl", batch_size=400, seed=0)
+    assert mixed.joint_names == LAYOUTS["icvl"].joint_names and next(iter(mixed))["joints"].shape == (370, 16, 3)
+    with pytest.raises(InputError, match="different joint layouts"):
+        ShuffledHandBatches([store, icvl])
+    with pytest.raises(InputError, match="cannot be converted"):
+        HandDataset(icvl, layout="hands2017")
+
+
+def test_nyu36_keeps_the_14_evaluated_points_and_fills_the_rest_anatomically():
+    pose = np.random.default_rng(0).normal(0, 40, (5, 21, 3)) + [0, 0, 500]
+    nyu36 = nyu36_from_canonical(pose)
+    np.testing.assert_allclose(nyu36[:, list(NYU_EVAL_JOINTS)], LAYOUTS["nyu"].from_canonical(pose), atol=1e-9)
+    np.testing.assert_allclose(converter("nyu36", "nyu")(nyu36), LAYOUTS["nyu"].from_canonical(pose), atol=1e-9)
+    names = LAYOUTS["nyu36"].joint_names
+    tip, dip = JOINT_NAMES.index("ITIP"), JOINT_NAMES.index("IDIP")
+    np.testing.assert_allclose(nyu36[:, names.index("F4_KNU3_A")], pose[:, tip])
+    np.testing.assert_allclose(nyu36[:, names.index("F4_KNU3_B")], pose[:, dip])
+    assert np.isfinite(nyu36).all()
+
+
+def test_mixing_takes_each_store_by_ratio_and_cycles_a_small_store(store, small_store):
+    stream = ShuffledHandBatches([store, small_store], ratios=[0.25, 0.75], samples_per_epoch=400, batch_size=50,
+                                 seed=2, buffer_blocks=4)
+    batches = epoch(stream)
+    which = torch.cat([b["store"] for b in batches]).numpy()
+    order = indices(batches)
+    assert len(order) == 400 and (which == 0).sum() == 100 and (which == 1).sum() == 300
+    assert len(set(order[which == 0].tolist())) == 100  # 100 of the 300, none twice
+    assert Counter(order[which == 1].tolist()) == {i: 3 for i in range(100)}  # three full passes
+    shares = [float((b["store"] == 1).float().mean()) for b in batches]
+    assert max(abs(share - 0.75) for share in shares) <= 0.3  # interleaved, not one store after the other
+    data = [open_store(store), open_store(small_store)]
+    for b in batches[:2]:
+        for row in range(len(b["index"])):
+            expected = data[int(b["store"][row])].read(int(b["index"][row]))
+            np.testing.assert_array_equal(b["joints"][row].numpy(), expected.pose[0])
+
+
+def test_stream_refuses_bad_arguments(store, tmp_path):
+    other_cube = make_store(tmp_path / "c.zarr", 10, seed=3, cube_mm=300.0)
+    cases = [
+        (dict(stores=[store, other_cube]), "crop size / cube"),
+        (dict(stores=store, layout="mano"), "unknown joint layout"),
+        (dict(stores=store, layout="icvl", ratios=[1.0], shuffle=False), "need shuffle=True"),
+        (dict(stores=store, joints="cm"), "joints must be one of"),
+        (dict(stores=store, ratios=[0.5, 0.5]), "ratios must be 1"),
+        (dict(stores=store, ratios=[-1.0]), "ratios must be"),
+        (dict(stores=store, ratios=[1.0], shuffle=False), "need shuffle=True"),
+        (dict(stores=store, batch_size=0), "batch_size must be"),
+        (dict(stores=store, depth_dtype="int8"), "depth_dtype"),
+        (dict(stores=store, augment="yes"), "augment must be"),
+        (dict(stores=store, shuffle=False, samples_per_epoch=10), "samples_per_epoch"),
+        (dict(stores=[]), "no store given"),
+        (dict(stores=tmp_path / "missing.zarr"), "does not exist"),
+    ]
+    for kwargs, fragment in cases:
+        with pytest.raises(InputError, match=fragment):
+            ShuffledHandBatches(kwargs.pop("stores"), **kwargs)
+
+
+# --- the map-style dataset -----------------------------------------------------------------
+
+
+def test_map_style_dataset_reads_any_index_and_batches_with_a_dataloader(store, small_store):
+    dataset = HandDataset([store, small_store], layout="icvl")
+    data = [open_store(store), open_store(small_store)]
+    assert len(dataset) == 400
+    for index, (which, local) in ((0, (0, 0)), (299, (0, 299)), (300, (1, 0)), (-1, (1, 99))):
+        item = dataset[index]
+        expected = data[which].read(local)
+        assert item["depth"].shape == (1, CROP_SIZE, CROP_SIZE)
+        np.testing.assert_array_equal(item["depth"][0].numpy(), expected.depth[0])
+        np.testing.assert_allclose(item["joints"].numpy(), LAYOUTS["icvl"].from_canonical(expected.pose[0]), rtol=1e-6)
+    batch = next(iter(DataLoader(dataset, batch_size=16, shuffle=True, num_workers=2)))
+    assert batch["depth"].shape == (16, 1, CROP_SIZE, CROP_SIZE) and batch["joints"].shape == (16, 16, 3)
+    with pytest.raises(IndexError):
+        dataset[400]
+
+
+# --- augmentation --------------------------------------------------------------------------
+
+
+def marked_crops(angle_count: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops with a 3-pixel disc at each joint's projection, at that joint's depth."""
+    cube, size = 250.0, CROP_SIZE
+    center = np.array([[20.0, -10.0, 500.0]] * angle_count)
+    focal = size * center[0, 2] / cube
+    grid = np.array([(du, dv) for du in (-36, -18, 0, 18, 36) for dv in (-36, -18, 0, 18, 36)][:21], float)
+    z = 500.0 + np.linspace(-40, 40, 21)
+    xyz = np.stack([(grid[:, 0] / focal + 20 / 500) * z, (grid[:, 1] / focal - 10 / 500) * z, z], axis=-1)
+    v, u = np.mgrid[0:size, 0:size]
+    depth_mm = np.zeros((size, size))
+    for (du, dv), depth in zip(grid, z):
+        depth_mm[(u - 63.5 - du) ** 2 + (v - 63.5 - dv) ** 2 <= 9] = depth
+    depth = normalize_depth(np.repeat(depth_mm[None], angle_count, axis=0), center[:, 2], cube)
+    return depth, np.repeat(xyz[None], angle_count, axis=0).astype(np.float32), center.astype(np.float32)
+
+
+def crop_pixels(joints: np.ndarray, center: np.ndarray) -> np.ndarray:
+    focal = CROP_SIZE * center[:, 2, None] / 250.0
+    u = focal * (joints[..., 0] / joints[..., 2] - (center[:, 0] / center[:, 2])[:, None]) + 63.5
+    v = focal * (joints[..., 1] / joints[..., 2] - (center[:, 1] / center[:, 2])[:, None]) + 63.5
+    return np.stack([u, v], axis=-1)
+
+
+def test_augmented_joints_land_on_their_augmented_depth():
+    angles = np.array([0.0, 0.7, -2.5, np.pi])
+    depth, joints, center = marked_crops(len(angles))
+    scale, shift = np.array([1.0, 1.08, 0.92, 1.0]), np.array([0.0, 6.0, -9.0, 3.0])
+    new_depth, new_joints = transform_crops(depth, joints, center, 250.0, angle=angles, scale=scale, shift_mm=shift)
+
+    metric = denormalize_depth(new_depth, center[:, 2], 250.0)
+    uv = np.rint(crop_pixels(new_joints, center)).astype(int)
+    for k in range(len(angles)):
+        landed = metric[k, uv[k, :, 1], uv[k, :, 0]]
+        np.testing.assert_allclose(landed, new_joints[k, :, 2], atol=0.02)
+        np.testing.assert_allclose(new_joints[k, :, 2], 500 + scale[k] * (joints[k, :, 2] - 500) + shift[k], atol=1e-3)
+    # In-plane distances scale by `scale`; a half turn mirrors every offset through the centre.
+    before, after = crop_pixels(joints, center), crop_pixels(new_joints, center)
+    spread = np.linalg.norm(after - after.mean(1, keepdims=True), axis=-1) / np.linalg.norm(
+        before - before.mean(1, keepdims=True), axis=-1)
+    np.testing.assert_allclose(spread, np.broadcast_to(scale[:, None], spread.shape), rtol=1e-4)
+    np.testing.assert_allclose(after[3] - 63.5, -(before[3] - 63.5), atol=1e-3)
+    assert (new_depth[0] == depth[0]).mean() > 0.999  # the identity keeps the crop
+
+
+def test_a_positive_quarter_turn_is_clockwise_on_screen():
+    depth, joints, center = marked_crops()
+    depth[0, 10:20, 100:110] = 0.0  # a patch right of the centre, above it
+    turned, turned_joints = transform_crops(depth, joints, center, 250.0, angle=np.array([np.pi / 2]),
+                                            scale=np.array([1.0]), shift_mm=np.array([0.0]))
+    np.testing.assert_allclose(turned[0], np.rot90(depth[0], k=-1), atol=1e-6)
+    before, after = crop_pixels(joints, center)[0] - 63.5, crop_pixels(turned_joints, center)[0] - 63.5
+    np.testing.assert_allclose(after, np.stack([-before[:, 1], before[:, 0]], axis=-1), atol=1e-3)
+
+
+def test_augmentation_draws_within_its_ranges_and_adds_sensor_noise():
+    depth, joints, center = marked_crops(64)
+    rng = np.random.default_rng(0)
+    shifted, moved = Augmentation(rotation_deg=0, scale=(1, 1), depth_shift_mm=8).apply(depth, joints, center,
+                                                                                         250.0, rng)
+    offsets = moved[..., 2] - joints[..., 2]
+    assert np.allclose(offsets, offsets[:, :1], atol=1e-3) and np.abs(offsets).max() <= 8 and offsets.std() > 2
+    np.testing.assert_allclose(moved[..., :2] / moved[..., 2:], joints[..., :2] / joints[..., 2:], atol=1e-6)
+
+    noisy, same = Augmentation(rotation_deg=0, scale=(1, 1), depth_shift_mm=0, noise=SensorNoise()).apply(
+        depth, joints, center, 250.0, rng)
+    np.testing.assert_allclose(same, joints, atol=1e-3)
+    hand = depth < 1
+    assert (noisy[hand] != depth[hand]).mean() > 0.5 and (noisy[~hand] == 1).all()
+    assert (noisy[hand] == 1).any()  # holes and edge drop-out remove data
+    with pytest.raises(InputError, match="scale"):
+        Augmentation(scale=(1.1, 0.9))
+    with pytest.raises(InputError, match="rotation_deg"):
+        Augmentation(rotation_deg=-1)
+
+
+def test_augmented_stream_is_reproducible_and_keeps_labels_on_the_hand(store):
+    stream = ShuffledHandBatches(store, batch_size=64, seed=4, augment=Augmentation(), layout="msra")
+    a, b = epoch(stream), None
+    stream.set_epoch(0)
+    b = epoch(stream, num_workers=2)
+    key = lambda batches: np.argsort(indices(batches))  # noqa: E731 - same samples, worker order differs
+    for name in ("depth", "joints"):
+        np.testing.assert_array_equal(torch.cat([x[name] for x in a]).numpy()[key(a)],
+                                      torch.cat([x[name] for x in b]).numpy()[key(b)])
+    plain = LAYOUTS["msra"].from_canonical(open_store(store).read(indices(a)).pose)
+    assert not np.allclose(torch.cat([x["joints"] for x in a]).numpy(), plain)
