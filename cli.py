@@ -138,7 +138,7 @@ def _stage_progress():
 
 @app.command()
 def render(
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")],
+    n: Annotated[int, typer.Option("--n", min=1, max=100_000_000, help="Number of samples.")],
     out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
     seed: Annotated[int, typer.Option(min=0, help="Seed: the store is a pure function of it.")] = 0,
     camera: Annotated[Camera, typer.Option(help="Sensor intrinsics preset.")] = Camera.hands2017,
@@ -281,8 +281,9 @@ def export(
         manifest = export_store(store, out, layout=layout.value, fmt=file_format.value, crop=crop, limit=n,
                                 overwrite=overwrite, on_progress=advance)
     outside = manifest["samples_with_joints_outside_image"]
+    labels = ", ".join(manifest["labels"])
     typer.echo(f"exported {manifest['samples']} samples to {out} in {time.perf_counter() - start:.1f} s "
-               f"({layout.value}, {file_format.value}, {manifest['frame']} frames; labels {', '.join(manifest['labels'])})"
+               f"({layout.value}, {file_format.value}, {manifest['frame']} frames; labels {labels})"
                + (f"; {outside} sample(s) have joints outside the image" if outside else ""))
 
 
@@ -445,7 +446,7 @@ def _model_params(model: Optional[Path]) -> str:
 
 @app.command()
 def sample(
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")],
+    n: Annotated[int, typer.Option("--n", min=1, max=100_000_000, help="Number of samples.")],
     out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
     model: SamplingModel = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed: with the model, the store is a pure function of it.")] = 0,
@@ -713,7 +714,8 @@ def score(
                f"IoU {pair['iou_mean']:.3f}, depth MAE {pair['depth_mae_mm'] or float('nan'):.1f} mm, "
                f"pose consistency {pair['pose_consistency_mm']:.1f} mm (floor {pair['estimator_floor_mm']:.1f}), "
                f"FD {st['fd']:.3g}, KID {st['kid']:.3g}, precision {st['precision']:.2f}, recall {st['recall']:.2f}, "
-               f"coverage {st['coverage']:.2f} -> {out}/report.html", err=as_json)
+               f"coverage {'n/a' if st['coverage'] is None else format(st['coverage'], '.2f')} -> {out}/report.html",
+               err=as_json)
 
 
 # --- the authors' release and real benchmarks ----------------------------------------------------

@@ -109,12 +109,12 @@ def test_two_baseline_samples_are_near_zero_and_far_below_any_corruption(net, ba
     fa, fb = embed(net, da, ca), embed(net, db, cb)
     same = metrics.fd_of(fa, fb)
     rng = np.random.default_rng(0)
-    for kind, strength in (("blur", 2.0), ("noise", 10.0), ("shift", 8)):
+    for kind, strength in (("blur", 2.0), ("noise", 25.0), ("shift", 12)):
         corrupted = metrics.fd_of(fa, embed(net, corrupt.corrupt(db, kind, strength, rng), cb))
         assert same < 0.2 * corrupted, (kind, same, corrupted)
 
 
-@pytest.mark.parametrize("kind, strengths", [("blur", [0, 1, 2, 4]), ("noise", [0, 4, 10, 25]),
+@pytest.mark.parametrize("kind, strengths", [("blur", [0, 1, 2, 4]), ("noise", [0, 8, 16, 32]),
                                              ("shift", [0, 3, 6, 12])])
 def test_fd_and_kid_grow_monotonically_with_corruption(net, baselines, kind, strengths):
     (da, _, ca), (db, _, cb) = baselines

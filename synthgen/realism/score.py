@@ -38,6 +38,7 @@ from synthgen.models import depthnet
 from synthgen.realism import metrics
 
 SCHEMA = "synthgen.score/1"
+CANONICAL_LAYOUT = "hands2017"
 RENDER_BLOCK = 1024
 
 #: progress(stage, done, total): the CLI draws bars from it.
@@ -105,10 +106,16 @@ def _read(store: HandStore, indices: np.ndarray, stage: str, progress: Progress)
 
 
 def _check_compatible(store: HandStore, net: depthnet.FrozenDepthNet, other: HandStore | None) -> None:
+    """Refuse what cannot be compared: other crop or cube sizes, poses the mesh hand cannot fit.
+    A reference / training store may hold another joint layout (a real benchmark): only its depth
+    is used then, and pose coverage is skipped."""
     size = store.metadata.crop_size
     if size != net.net.config.crop_size:
         raise InputError(f"{store.path}: crops are {size}² but the feature network takes "
                          f"{net.net.config.crop_size}²")
+    if store.joint_layout != CANONICAL_LAYOUT:
+        raise InputError(f"{store.path} holds {store.joint_layout} poses; pair scores fit the 21-joint mesh hand, "
+                         f"so the scored store must be in the {CANONICAL_LAYOUT} layout")
     if other is not None:
         if other.metadata.crop_size != size:
             raise InputError(f"image sizes differ: {store.path} has {size}² crops, {other.path} has "
@@ -233,9 +240,12 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
     kid, kid_std = metrics.kernel_inception_distance(generated.features, ref.features, rng, settings.kid_subsets,
                                                      settings.kid_subset_size)
     precision, recall = metrics.knn_precision_recall(ref.features, generated.features, settings.k)
-    pose_descriptor = lambda p, c: camera.normalize_joints(p, c, cube).reshape(len(p), -1)  # noqa: E731
-    pose_coverage = metrics.coverage(pose_descriptor(ref_pose, ref_center), pose_descriptor(pose, center),
-                                     settings.coverage_k)
+    if ref_pose.shape[1:] == pose.shape[1:] and (ref_store is None or ref_store.joint_layout == CANONICAL_LAYOUT):
+        pose_descriptor = lambda p, c: camera.normalize_joints(p, c, cube).reshape(len(p), -1)  # noqa: E731
+        pose_coverage = metrics.coverage(pose_descriptor(ref_pose, ref_center), pose_descriptor(pose, center),
+                                         settings.coverage_k)
+    else:
+        pose_coverage = None  # the reference's poses are in another layout (e.g. an imported benchmark)
     lap("set_metrics")
 
     # 4. memorisation
