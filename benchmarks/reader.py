@@ -3,9 +3,11 @@
     python benchmarks/reader.py [--store data/train-clean.zarr] [--mix data/train-noisy.zarr]
                                 [--epochs 2] [--quick]
 
-Rows: the naive reader (per-sample random access through a DataLoader, for scale), and
-`synthgen.data.ShuffledHandBatches` with 0 and 2 DataLoader workers, in order, with
-augmentation and with two stores mixed by ratio. A row is samples delivered to the training
+Rows: the DataLoader's hand-over of ready-made batches from 2 worker processes alone (the
+ceiling any reader can reach at that moment), the naive reader (per-sample random access
+through a DataLoader, for scale), and
+`synthgen.data.dataset.ShuffledHandBatches` with 0 and 2 DataLoader workers, float32 and
+float16 depth, in order, with augmentation and with two stores mixed by ratio. A row is samples delivered to the training
 loop per second of wall time, worker start-up included; rows with several epochs report the
 median. The machine is shared: the load average before and after is printed and saved.
 """
@@ -23,7 +25,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches
+from torch.utils.data import IterableDataset, get_worker_info
+
+from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, _new_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 20_000  # samples/s, shuffled epoch with 2 workers (the issue's target)
@@ -38,6 +42,22 @@ def _consume(batches, limit: int | None = None) -> tuple[int, float]:
         if limit is not None and count >= limit:
             break
     return count, time.perf_counter() - start
+
+
+class HandOverOnly(IterableDataset):
+    """Batches shaped like the reader's, made without reading anything: what the DataLoader's
+    hand-over from worker processes alone allows at this moment (the ceiling for any reader)."""
+
+    def __init__(self, batches: int, batch: int, dtype: torch.dtype) -> None:
+        self.batches, self.batch, self.dtype = batches, batch, dtype
+
+    def __iter__(self):
+        info = get_worker_info()
+        source = torch.ones((self.batch, 128, 128), dtype=torch.float16)
+        for _ in range(info.id, self.batches, info.num_workers):
+            depth = _new_tensor((self.batch, 1, 128, 128), self.dtype)
+            depth.view(self.batch, 128, 128).copy_(source)
+            yield {"depth": depth, "joints": _new_tensor((self.batch, 21, 3), torch.float32)}
 
 
 def row(name: str, runs: list[tuple[int, float]], **extra) -> dict:
@@ -61,8 +81,13 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
 
+    for dtype in (torch.float32, torch.float16):
+        ceiling = DataLoader(HandOverOnly(64 if args.quick else 256, batch, dtype), batch_size=None, num_workers=2,
+                             prefetch_factor=4)
+        rows.append(row(f"hand-over only (no reading): 2 workers, {str(dtype)[6:]} depth", [_consume(ceiling)]))
+
     naive = HandDataset(args.store)
-    naive_samples = 512 if args.quick else 4096
+    naive_samples = 256 if args.quick else 1024
     loader = DataLoader(naive, batch_size=batch, shuffle=True, num_workers=2)
     rows.append(row("naive: per-sample random access, shuffle=True, 2 workers", [_consume(loader, naive_samples)]))
 
@@ -73,6 +98,10 @@ def main() -> None:
         stream.set_epoch(epoch)
         runs.append(_consume(stream.loader(2), partial))
     rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers", runs, target=TARGET))
+
+    half = ShuffledHandBatches(args.store, batch_size=batch, seed=0, depth_dtype="float16")
+    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers, depth_dtype=float16",
+                    [_consume(half.loader(2), partial)], target=TARGET))
 
     stream.set_epoch(0)
     rows.append(row("ShuffledHandBatches: shuffled epoch, 0 workers", [_consume(stream, partial)]))

@@ -47,12 +47,27 @@ def bench_render(n: int, repeats: int) -> list[dict]:
     """The mesh baseline, end to end (`synthgen render`, process start-up included), 1 and 2 workers."""
     from synthgen.hand.baseline import BaselineRenderer
 
+    from synthgen.conventions import CAMERAS
+    from synthgen.hand import camera
+    from synthgen.hand.kinematics import forward_kinematics
+    from synthgen.hand.mesh import HandMesh, pose_vertices
+    from synthgen.hand.prior import sample_poses
+    from synthgen.hand.render import DepthRenderer
+
     rows = []
     source = BaselineRenderer(seed=0)
     source.make_chunk(0, 8)  # context, mesh upload
     t = _median_time(lambda: source.make_chunk(1, 1024), repeats)
     rows.append({"name": "render: in-process, 1 chunk of 1024", "value": 1024 / t, "unit": "frames/s",
                  "target": ">= 500 (issue 2), >= 800 (issue 9)"})
+    pose = sample_poses(np.random.default_rng(0), 1024, CAMERAS["hands2017"])
+    vertices = pose_vertices(HandMesh.load(), pose).numpy()
+    crops = [camera.crop_intrinsics(center) for center in camera.hand_center(forward_kinematics(pose)[0].numpy())]
+    with DepthRenderer(128, 128) as renderer:
+        renderer.render_batch(vertices[:64], crops[:64])
+        t = _median_time(lambda: renderer.render_batch(vertices, crops), repeats)
+    rows.append({"name": "render: DepthRenderer.render_batch, 1024 hands", "value": 1024 / t, "unit": "frames/s",
+                 "target": "the OpenGL part of the row above"})
     with tempfile.TemporaryDirectory() as tmp:
         for backend, workers in (("egl", 1), ("egl", 2), ("osmesa", 1), ("osmesa", 2)):
             t = _median_time(lambda: _cli("render", "--n", str(n), "--out", f"{tmp}/r.zarr", "--overwrite",

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cli import app
 from synthgen.data.distributed import parse_scheduler, produce_on_dask, write_chunk_task
 from synthgen.data.loading import store_digest
-from synthgen.data.produce import produce
+from synthgen.data.produce import produce, write_chunk
 from synthgen.data.reader import open_store
 from synthgen.data.schema import StoreMetadata
 from synthgen.data.writer import StoreWriter
@@ -77,12 +77,21 @@ def test_two_workers_write_disjoint_chunks_of_one_store_byte_identically(tmp_pat
                 write_store(tmp_path / f"{name}-dask.zarr", source, metadata, cluster.scheduler_address, latent)
             ran_on = {task["worker"] for task in tasks.data if task["key"].startswith("write_chunk_task")}
             assert ran_on == set(client.scheduler_info()["workers"]) and len(ran_on) == 2, name
+        # An interrupted one-process run, finished on the cluster: only the missing chunks are sent.
+        source, metadata, _ = jobs["render"]
+        writer = StoreWriter.create(tmp_path / "resumed.zarr", COUNT, metadata, chunk_size=CHUNK)
+        for chunk in (0, 2):
+            write_chunk(writer, source, chunk)
+        with get_task_stream(client) as tasks:
+            produce_on_dask(writer, source, cluster.scheduler_address)
+        assert sum(task["key"].startswith("write_chunk_task") for task in tasks.data) == 2
     for name, (source, metadata, latent) in jobs.items():
         single = write_store(tmp_path / f"{name}-one.zarr", source, metadata, None, latent)
         distributed = tmp_path / f"{name}-dask.zarr"
         assert store_digest(distributed) == store_digest(single), name  # every file, attributes included
         assert len(open_store(distributed)) == COUNT
     assert (open_store(tmp_path / "render-dask.zarr").depth[:] < 0.5).mean() > 0.05  # hands, not fill values
+    assert store_digest(tmp_path / "resumed.zarr") == store_digest(tmp_path / "render-one.zarr")
 
 
 def test_cli_render_on_a_local_cluster_matches_one_process(tmp_path):

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import zarr
 from torch.utils.data import DataLoader
 
 from synthgen.conventions import CROP_SIZE, JOINT_NAMES, LAYOUTS, NYU_EVAL_JOINTS
-from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, transform_crops
+from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, _ShardBlocks, transform_crops
 from synthgen.data.layouts import converter, nyu36_from_canonical
 from synthgen.data.reader import open_store
-from synthgen.data.schema import SampleBatch, StoreMetadata
+from synthgen.data.schema import CorruptStoreError, SampleBatch, StoreMetadata, shard_path
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
 from synthgen.hand.camera import denormalize_depth, denormalize_joints, normalize_depth
@@ -86,7 +87,8 @@ def test_shuffling_is_chunk_aware_each_block_is_read_once_and_batches_mix_blocks
     stream = ShuffledHandBatches(store, batch_size=64, seed=3, buffer_blocks=4)
     reads = []
     real_read = ShuffledHandBatches._read
-    monkeypatch.setattr(ShuffledHandBatches, "_read", lambda self, blocks: reads.append(blocks) or real_read(self, blocks))
+    monkeypatch.setattr(ShuffledHandBatches, "_read",
+                        lambda self, blocks: reads.append(blocks) or real_read(self, blocks))
     batches = epoch(stream)
 
     blocks = [(b.start, b.stop) for buffer in reads for b in buffer]
@@ -202,7 +204,6 @@ def test_stream_refuses_bad_arguments(store, tmp_path):
     cases = [
         (dict(stores=[store, other_cube]), "crop size / cube"),
         (dict(stores=store, layout="mano"), "unknown joint layout"),
-        (dict(stores=store, layout="icvl", ratios=[1.0], shuffle=False), "need shuffle=True"),
         (dict(stores=store, joints="cm"), "joints must be one of"),
         (dict(stores=store, ratios=[0.5, 0.5]), "ratios must be 1"),
         (dict(stores=store, ratios=[-1.0]), "ratios must be"),
@@ -217,6 +218,33 @@ def test_stream_refuses_bad_arguments(store, tmp_path):
     for kwargs, fragment in cases:
         with pytest.raises(InputError, match=fragment):
             ShuffledHandBatches(kwargs.pop("stores"), **kwargs)
+
+
+def test_direct_shard_reads_equal_zarrs_and_catch_damage(tmp_path):
+    path = make_store(tmp_path / "d.zarr", 300, seed=6)
+    data = open_store(path)
+    depth = data.depth[:]
+    depth[64:128] = 1.0  # an all-background block: Zarr stores no inner chunk for it
+    writer_arrays = zarr.open_group(str(path), mode="r+")
+    writer_arrays["depth"][64:128] = depth[64:128]
+    blocks = _ShardBlocks(data.path, open_store(path).depth)
+    assert blocks.direct
+    for start in range(0, 300, BLOCK):
+        np.testing.assert_array_equal(blocks.read(start, min(start + BLOCK, 300)), depth[start:start + BLOCK])
+    assert blocks._indices[0][1].tolist() == [2**64 - 1] * 2  # that block was read as "absent": fill
+    np.testing.assert_array_equal(blocks.read(10, 20), depth[10:20])  # unaligned: through Zarr
+
+    plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(100, 8, 8), chunks=(10, 8, 8), dtype="float16")
+    plain[:] = np.arange(6400, dtype=np.float16).reshape(100, 8, 8)
+    other = _ShardBlocks(tmp_path / "plain.zarr", plain)
+    assert not other.direct and np.array_equal(other.read(20, 30), plain[20:30])
+
+    shard = shard_path(data.path, data.depth, 1)
+    raw = bytearray(shard.read_bytes())
+    raw[-10] ^= 0xFF  # inside the shard index
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(CorruptStoreError, match="crc32c"):
+        _ShardBlocks(data.path, open_store(path).depth).read(128, 192)
 
 
 # --- the map-style dataset -----------------------------------------------------------------

@@ -166,48 +166,58 @@ def test_reader_and_verify_on_corrupted_metadata(pristine, root, which, data):
 
 # --- CLI parameters ----------------------------------------------------------------------------
 
-# Mostly valid values, so that both outcomes are exercised; hostile text and edge values mixed in.
-_ints = st.one_of(st.integers(1, 200), st.integers(-3, 0), st.sampled_from(["", "x", "1e3", "0x10", "9" * 30]))
-_floats = st.one_of(st.floats(0.05, 4.0), st.floats(allow_nan=True, allow_infinity=True, width=32),
-                    st.sampled_from(["nan", "-inf", "a"]))
+_HOSTILE = st.one_of(st.sampled_from(["", "x", "nan", "inf", "-inf", "1e400", "0x10", "9" * 40, "-1", "0", "--n"]),
+                     st.integers(-10**6, 0), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@st.composite
+def arguments(draw, valid: dict[str, st.SearchStrategy]) -> dict[str, object]:
+    """Valid values for every option, then (half the time) one option made hostile, so that
+    both outcomes are exercised."""
+    args = {name: draw(strategy) for name, strategy in valid.items()}
+    bad = draw(st.sampled_from([None] * len(valid) + list(valid)))
+    if bad is not None:
+        args[bad] = draw(_HOSTILE)
+    return args
+
+
+def options(args: dict[str, object]) -> list:
+    return [part for name, value in args.items() for part in (f"--{name}", value)]
 
 
 @settings(FUZZ, max_examples=25)
-@given(n=_ints, seed=_ints, chunk=st.sampled_from([None, 64, 128, 100, 0, "x"]),
-       truncation=st.one_of(st.none(), _floats), prior=st.sampled_from(["fitted", "standard", "uniform"]),
-       camera=st.sampled_from(["nyu", "msra", "kinect"]))
-def test_sample_parameters(model_dir, root, n, seed, chunk, truncation, prior, camera):
+@given(args=arguments({"n": st.integers(1, 150), "seed": st.integers(0, 2**31), "chunk-size": st.sampled_from([64, 128]),
+                       "truncation": st.floats(0.1, 4.0), "prior": st.sampled_from(["fitted", "standard"]),
+                       "camera": st.sampled_from(["nyu", "msra", "icvl", "hands2017"]),
+                       "batch-size": st.integers(1, 300)}))
+def test_sample_parameters(model_dir, root, args):
     out = fresh_dir(root) / "s.zarr"
-    args = ["sample", "--out", out, "--model", model_dir, "--n", n, "--seed", seed, "--prior", prior,
-            "--camera", camera, "--batch-size", 64]
-    args += [] if chunk is None else ["--chunk-size", chunk]
-    args += [] if truncation is None else ["--truncation", truncation]
-    result = invoke(*args)
+    result = invoke("sample", "--out", out, "--model", model_dir, *options(args))
     assert_clean_outcome(result)
     if result.exit_code == 0:
-        assert verify_store(out).ok and len(open_store(out)) == int(n)
+        assert verify_store(out).ok and len(open_store(out)) == int(args["n"])
     else:
         assert not out.exists() and not out.with_name("s.zarr.incomplete").exists()
 
 
 @settings(FUZZ, max_examples=20)
-@given(steps=_ints, step_size=_floats, seed=_ints, fps=_floats)
-def test_walk_parameters(model_dir, root, steps, step_size, seed, fps):
+@given(args=arguments({"steps": st.integers(1, 80), "step-size": st.floats(0.01, 1.0), "seed": st.integers(0, 10**6),
+                       "fps": st.floats(1, 120), "prior": st.sampled_from(["fitted", "standard"])}))
+def test_walk_parameters(model_dir, root, args):
     work = fresh_dir(root)
-    result = invoke("walk", "--steps", steps, "--step-size", step_size, "--seed", seed, "--fps", fps,
-                    "--out", work / "w.zarr", "--model", model_dir)
+    result = invoke("walk", "--out", work / "w.zarr", "--model", model_dir, *options(args))
     assert_clean_outcome(result)
-    assert (result.exit_code == 0) == (work / "w.zarr").exists()
     assert os.listdir(work) == (["w.zarr"] if result.exit_code == 0 else [])
+    if result.exit_code == 0:
+        assert len(open_store(work / "w.zarr")) == int(args["steps"])
 
 
 @settings(FUZZ, max_examples=8)
-@given(n=st.integers(-2, 24), seed=_ints, chunk=st.sampled_from(["64", "100", "0", "abc"]),
-       camera=st.sampled_from(["hands2017", "icvl", "bogus"]))
-def test_render_parameters(root, n, seed, chunk, camera):
+@given(args=arguments({"n": st.integers(1, 20), "seed": st.integers(0, 1000), "chunk-size": st.sampled_from([64, 128]),
+                       "camera": st.sampled_from(["hands2017", "icvl"])}))
+def test_render_parameters(root, args):
     work = fresh_dir(root)
-    result = invoke("render", "--n", n, "--seed", seed, "--chunk-size", chunk, "--camera", camera,
-                    "--out", work / "r.zarr")
+    result = invoke("render", "--out", work / "r.zarr", *options(args))
     assert_clean_outcome(result)
     assert os.listdir(work) == (["r.zarr"] if result.exit_code == 0 else [])
 

@@ -175,7 +175,8 @@ class _MSRA(_Dataset):
         left, top, right, bottom = ((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) if len(rows)
                                     else (0, 0, 0, 0))
         header = np.array([depth_mm.shape[1], depth_mm.shape[0], left, top, right, bottom], np.int32)
-        path.write_bytes(header.tobytes() + np.ascontiguousarray(depth_mm[top:bottom, left:right], np.float32).tobytes())
+        box = np.ascontiguousarray(depth_mm[top:bottom, left:right], np.float32)
+        path.write_bytes(header.tobytes() + box.tobytes())
 
     def write_labels(self, root, names, xyz, uvd):
         lines = [f"{len(xyz)}\n"] + [f"{_numbers(camera_to_msra_file(joints))}\n" for joints in xyz]

@@ -137,6 +137,9 @@ READ_CHUNK_SIZE = 64  # samples per inner chunk: the unit a reader decodes
 ZSTD_LEVEL = 1
 LATENT_DIM = 23
 INCOMPLETE_SUFFIX = ".incomplete"
+#: Chunk markers, resume bookkeeping and the checksums attribute (~270 bytes per chunk in
+#: zarr.json) grow with the number of chunks; beyond this, a larger chunk size is the answer.
+MAX_CHUNKS = 65536
 PROGRESS_DIR = ".progress"
 
 #: Largest |float16(x) - x| for x in [-1, 1]: half the float16 spacing in [0.5, 1).

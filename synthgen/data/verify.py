@@ -79,8 +79,7 @@ def verify_store(path: str | Path) -> VerifyReport:
     path = Path(path)
     report = VerifyReport(path)
     if not path.exists() and working_path_for(path).exists():
-        working = working_path_for(path)
-        _record_incomplete(report, working)
+        _record_incomplete(report, working_path_for(path))
         return report
     if not (path / "zarr.json").is_file():
         raise NotAStoreError(f"{path} is not a Zarr store" if path.exists() else f"{path} does not exist")
@@ -108,8 +107,10 @@ def _record_incomplete(report: VerifyReport, where: Path, attrs: dict[str, Any] 
     try:
         layout_attrs = attrs if attrs is not None else zarr.open_group(str(where), mode="r").attrs.asdict()
         num_chunks = -(-int(layout_attrs["num_samples"]) // int(layout_attrs["layout"]["chunk_size"]))
-        missing = len(missing_chunks(where, num_chunks))
-        detail = f"{missing} of {num_chunks} chunks not written"
+        if layout_attrs.get("complete") is True:
+            detail = "every chunk written, its finalize interrupted"
+        else:
+            detail = f"{len(missing_chunks(where, num_chunks))} of {num_chunks} chunks not written"
     except (ValueError, TypeError, KeyError, OSError, ZeroDivisionError):
         detail = "its attributes are unreadable"
     report.problems.append(f"incomplete: its run did not finish ({detail}, in {where}); resume the run")

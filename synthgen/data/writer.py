@@ -24,6 +24,8 @@ so a killed write leaves at worst a stray `*.partial`, which `resume` deletes.
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import shutil
 import uuid
@@ -40,6 +42,7 @@ from synthgen.data.schema import (
     DEPTH_DTYPE,
     INCOMPLETE_SUFFIX,
     LATENT_DIM,
+    MAX_CHUNKS,
     PROGRESS_DIR,
     READ_CHUNK_SIZE,
     ZSTD_LEVEL,
@@ -136,11 +139,17 @@ class StoreWriter:
         read_chunk_size = min(READ_CHUNK_SIZE, int(chunk_size))
         if chunk_size % read_chunk_size:
             raise InvalidMetadataError(f"chunk_size must be a multiple of {READ_CHUNK_SIZE}, got {chunk_size}")
+        if -(-num_samples // chunk_size) > MAX_CHUNKS:
+            raise InvalidMetadataError(f"{num_samples} samples in chunks of {chunk_size} make "
+                                       f"{-(-num_samples // chunk_size)} chunks, more than {MAX_CHUNKS}; "
+                                       f"use a larger chunk size")
         if working.exists():
             shutil.rmtree(working)
         try:
             working.mkdir(parents=True)
         except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the place is fine, the disk is not
+                raise StoreWriteError(f"cannot create {working}: {error.strerror}") from None
             raise StoreLocationError(f"cannot create {working}: {error.strerror}") from None
         try:
             return cls._create_in(working, int(num_samples), metadata, with_latent, int(latent_dim),
@@ -198,6 +207,12 @@ class StoreWriter:
         """
         path = Path(path)
         working = working_path_for(path)
+        if overwrite:  # an interrupted finalize's old store, moved aside to be deleted
+            for replaced in path.parent.glob(f"{glob.escape(path.name)}.replaced-*"):
+                if replaced.is_dir():
+                    shutil.rmtree(replaced)
+                else:
+                    replaced.unlink()
         if path.exists() and not working.exists():
             try:
                 _require_same_run(_group_attrs(path), path, num_samples, metadata, with_latent, latent_dim,
@@ -295,7 +310,8 @@ class StoreWriter:
                                            f"written (first missing: {missing[0]})")
             attrs = {**self._group.attrs.asdict(), "complete": True}
             try:
-                self._group.attrs.update({"complete": True, CHECKSUMS_ATTR: self._checksums(attrs)})
+                # One metadata write: Attributes.update would write zarr.json once per key.
+                self._group.update_attributes({"complete": True, CHECKSUMS_ATTR: self._checksums(attrs)})
             except OSError as error:
                 raise StoreWriteError(f"cannot finalize {self.working_path}: {error.strerror or error}") from None
         shutil.rmtree(self.working_path / PROGRESS_DIR, ignore_errors=True)

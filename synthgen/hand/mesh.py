@@ -75,6 +75,14 @@ class HandMesh:
             return cls(data["vertices"], data["faces"], data["skin_joints"], data["skin_weights"])
 
 
+def skinning_coefficients(pose: HandPose) -> torch.Tensor:
+    """(B, 3, 84): the joints' maps arranged so that a hand's posed vertices, (3, V) coordinate
+    planes, are its coefficients @ `HandMesh.skinning_basis` (see `pose_vertices`)."""
+    A, b = skinning_transforms(pose)  # (B, 21, 3, 3), (B, 21, 3)
+    batch = A.shape[0]
+    return torch.cat([A.permute(0, 2, 1, 3).reshape(batch, 3, -1), b.transpose(1, 2)], dim=2)
+
+
 def pose_vertices(mesh: HandMesh, pose: HandPose) -> torch.Tensor:
     """Linear-blend skinning: (B, V, 3) vertices in camera coordinates, mm.
 
@@ -82,9 +90,8 @@ def pose_vertices(mesh: HandMesh, pose: HandPose) -> torch.Tensor:
     i.e. the (B, 3, 84) coefficients of the joints' maps times `mesh.skinning_basis`. Computed
     in the dtype and on the device of `pose.angles`.
     """
-    A, b = skinning_transforms(pose)  # (B, 21, 3, 3), (B, 21, 3)
-    batch = A.shape[0]
-    coefficients = torch.cat([A.permute(0, 2, 1, 3).reshape(batch, 3, -1), b.transpose(1, 2)], dim=2)  # (B, 3, 84)
+    coefficients = skinning_coefficients(pose)
+    batch = coefficients.shape[0]
     basis = torch.from_numpy(mesh.skinning_basis).to(dtype=pose.angles.dtype, device=pose.angles.device)
     posed = (coefficients.reshape(batch * 3, -1) @ basis).reshape(batch, 3, -1)  # (B, 3, V)
     return posed.transpose(1, 2).contiguous()

@@ -262,5 +262,9 @@ def _read_json(path: Path) -> dict:
 
 def _atomic_write(path: Path, blob: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+    except BaseException:  # a full disk: leave the previous file, not half of the new one
+        tmp.unlink(missing_ok=True)
+        raise

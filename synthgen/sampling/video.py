@@ -20,6 +20,9 @@ MAX_GIF_FRAMES frames (use mp4 for long walks).
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from synthgen.conventions import BACKGROUND
 from synthgen.data.preview import draw_skeleton
-from synthgen.errors import InputError
+from synthgen.errors import InputError, SynthgenError
 from synthgen.hand import camera
 
 UPSCALE = 2
@@ -153,10 +156,15 @@ def compose_frame(depth: np.ndarray, pose: np.ndarray, center: np.ndarray, mesh_
 
 
 class VideoWriter:
-    """Streams frames into an mp4 (imageio-ffmpeg) or collects them for a gif (pillow)."""
+    """Streams frames into an mp4 (imageio-ffmpeg) or collects them for a gif (pillow).
+
+    Frames go to a `.partial` file beside `path`, renamed to `path` by `close`: a crash, a
+    full disk or a kill never leaves a truncated video under the real name, nor destroys the
+    video an --overwrite was going to replace."""
 
     def __init__(self, path: str | Path, fps: float = 24.0):
         self.path = Path(path)
+        self._partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial{self.path.suffix}")
         self.fps = float(fps)
         self.count = 0
         self._gif: list[np.ndarray] = []
@@ -165,7 +173,7 @@ class VideoWriter:
             import imageio.v2 as imageio
 
             # Frames are multiples of 16 already; macro_block_size=16 then never resizes them.
-            self._mp4 = imageio.get_writer(self.path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
+            self._mp4 = imageio.get_writer(self._partial, format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
                                            quality=8, pixelformat="yuv420p", macro_block_size=16)
 
     def append(self, frame: np.ndarray) -> None:
@@ -178,18 +186,41 @@ class VideoWriter:
         self.count += 1
 
     def close(self) -> Path:
-        if self._mp4 is not None:
-            self._mp4.close()
-        else:
-            import imageio.v3 as iio
+        try:
+            if self._mp4 is not None:
+                self._mp4.close()
+                self._check_mp4()
+            else:
+                import imageio.v3 as iio
 
-            iio.imwrite(self.path, np.stack(self._gif), plugin="pillow", duration=1000.0 / self.fps, loop=0)
+                iio.imwrite(self._partial, np.stack(self._gif), plugin="pillow", duration=1000.0 / self.fps, loop=0)
+            os.replace(self._partial, self.path)
+        except BaseException:
+            self._partial.unlink(missing_ok=True)
+            raise
         return self.path
+
+    def _check_mp4(self) -> None:
+        """ffmpeg reports a failed write (a full disk) only on its own stderr and imageio does not
+        raise, so count the frames of the finished file (~0.2 s for 200 frames) before keeping it."""
+        from imageio_ffmpeg import count_frames_and_secs
+
+        try:
+            frames = count_frames_and_secs(str(self._partial))[0]
+        except (RuntimeError, OSError):
+            frames = -1
+        if frames != self.count:
+            free = shutil.disk_usage(self._partial.parent).free
+            raise SynthgenError(f"cannot write {self.path}: ffmpeg did not finish it ({self.count} frames given, "
+                                f"{max(frames, 0)} readable; {free / 1e6:.1f} MB free on its disk)")
 
     def abort(self) -> None:
         if self._mp4 is not None:
-            self._mp4.close()
-        self.path.unlink(missing_ok=True)
+            try:
+                self._mp4.close()
+            except (OSError, RuntimeError):  # ffmpeg already failed (disk full): nothing left to keep
+                pass
+        self._partial.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
         return self
