@@ -403,6 +403,16 @@ class PathMode(str, Enum):
     slerp = "slerp"
 
 
+class RootRule(str, Enum):
+    centred = "centred"
+    gaussian = "gaussian"
+
+
+RootOption = Annotated[RootRule, typer.Option(
+    "--root", help="Root offset: centred (default) = the one that centres the decoded hand in its crop, as in every "
+                   "training crop; gaussian = drawn from the training offsets' Gaussian, independent of the pose.")]
+
+
 class LatentPriorKind(str, Enum):
     standard = "standard"
     fitted = "fitted"
@@ -463,13 +473,14 @@ def sample(
     resume: ResumeOption = False,
     chunk_size: ChunkSizeOption = 1024,
     scheduler: SchedulerOption = None,
+    root: RootOption = RootRule.centred,
 ) -> None:
     """Sample the prior: latents → pose (VAE decoder) + depth (generator) → a store with latents."""
     from synthgen.data.schema import StoreMetadata
     from synthgen.hand.noise import SensorNoise
     from synthgen.sampling import CropCenters, LatentPrior, PriorSource, load_model, resolve_device, write_store
 
-    latent_prior = LatentPrior(truncation, prior.value)
+    latent_prior = LatentPrior(truncation, prior.value, root.value)
     dev = resolve_device(device.value)
     if workers > 1 and dev.type != "cpu":
         raise InputError("--workers > 1 runs CPU processes; use --workers 1 with --device cuda")
@@ -624,6 +635,7 @@ def walk(
     camera: Annotated[Camera, typer.Option(help="Sensor the walk's fixed crop centre is placed in.")] = Camera.hands2017,
     device: DeviceOption = Device.cpu,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    root: RootOption = RootRule.centred,
 ) -> None:
     """A smooth random walk through the prior (underdamped Langevin) → store and/or video."""
     import numpy as np
@@ -638,10 +650,11 @@ def walk(
     dev = resolve_device(device.value)
     net = load_model(model)
     pipeline = SamplingPipeline(net, device=dev)
-    codes = whitened_to_codes(net, positions, prior.value)
+    codes = whitened_to_codes(net, positions, prior.value, root.value)
     center = CropCenters(camera.value).sample(1, np.random.default_rng([seed, 0, CENTER_STREAM]))
     centers = np.repeat(center, steps, axis=0)
     params = {"mode": "walk", "steps": steps, "step_size": step_size, "friction": 1.0, "prior": prior.value,
+              "root": root.value,
               "process": "underdamped Langevin, BAOAB, stationary N(0, I)", "center": center[0].tolist(),
               "model": _model_params(model)}
     _write_path("walk", codes, centers, net, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,

@@ -23,6 +23,7 @@ from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfi
 from synthgen.sampling import (BLOCK_SIZE, DEFAULT_MODEL_DIR, LatentPrior, PriorSource, SamplingPipeline,
                                interpolate_codes, latent_walk, lerp, load_model, resolve_endpoint, slerp,
                                truncated_normal)
+from synthgen.hand.camera import hand_center
 from synthgen.sampling.prior import codes_to_whitened, whitened_to_codes
 
 runner = CliRunner()
@@ -132,15 +133,32 @@ def test_truncated_normal_is_exact_and_monotone():
 def test_whitened_codes_round_trip(model):
     x = torch.randn(50, 23, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     for prior in ("standard", "fitted"):
-        back = codes_to_whitened(model, whitened_to_codes(model, x, prior), prior)
+        back = codes_to_whitened(model, whitened_to_codes(model, x, prior, root="gaussian"), prior)
         np.testing.assert_allclose(back.numpy(), x.numpy(), atol=1e-4)
 
 
 def test_fitted_prior_follows_the_models_latent_statistics(model):
-    codes = LatentPrior(prior="fitted").sample(model, 20000, torch.Generator().manual_seed(0)).double()
+    codes = LatentPrior(prior="fitted", root="gaussian").sample(model, 20000, torch.Generator().manual_seed(0)).double()
     np.testing.assert_allclose(codes[:, :20].mean(0).numpy(), np.asarray(model.latent.mean), atol=0.02)
     np.testing.assert_allclose(np.cov(codes[:, :20].numpy().T), np.asarray(model.latent.cov), atol=0.02)
     np.testing.assert_allclose(codes[:, 20:].mean(0).numpy(), np.asarray(model.root_offset.mean), atol=0.02)
+
+
+def test_centred_root_offsets_put_every_hand_in_the_middle_of_its_crop(model):
+    """The training crops are centred on the joints' bounding box; sampled hands must be too."""
+    codes = LatentPrior(prior="fitted").sample(model, 600, torch.Generator().manual_seed(2))
+    centers = np.tile(np.float32([[10.0, -20.0, 500.0]]), (600, 1))
+    pose = model.decode_pose(codes[:, :20], codes[:, 20:], torch.from_numpy(centers)).numpy()
+    np.testing.assert_allclose(hand_center(pose), centers, atol=1e-3)
+    # Same latents, Gaussian offsets: hands scattered around the centre (the training wrist spread).
+    gaussian = LatentPrior(prior="fitted", root="gaussian").sample(model, 600, torch.Generator().manual_seed(2))
+    np.testing.assert_array_equal(gaussian[:, :20], codes[:, :20])
+    loose = model.decode_pose(gaussian[:, :20], gaussian[:, 20:], torch.from_numpy(centers)).numpy()
+    assert np.linalg.norm(hand_center(loose) - centers, axis=1).mean() > 20.0
+    # Decoded in fixed blocks: the offsets of the first 100 codes do not depend on how many are mapped.
+    x = torch.randn(600, 23, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    np.testing.assert_array_equal(whitened_to_codes(model, x[:100], "fitted").numpy(),
+                                  whitened_to_codes(model, x, "fitted")[:100].numpy())
 
 
 # --- determinism ------------------------------------------------------------------------------

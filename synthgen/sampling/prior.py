@@ -10,9 +10,15 @@ drawn as 23 standard-normal numbers x ("whitened" coordinates) mapped to a code 
   itself; `prior="fitted"`: the Gaussian fitted to the training poses' VAE mean latents
   (`model.latent`: mean m, covariance C), m + L·x[:20] with L Lᵀ = C — closer to what the
   aligned generator saw in training when the KL term left the means' spread well below 1;
-* root offset: the wrist's offset from the crop centre in `unit_mm` (50 mm) units, from the
+* root offset: the wrist's offset from the crop centre in `unit_mm` (50 mm) units.
+  `root="centred"` (default): not drawn but *derived*, offset = −(bounding-box centre of the
+  decoded root-relative pose), so the hand's joint box is centred on the crop centre exactly as
+  in every training crop (`hand_center`); x[20:] is then unused. `root="gaussian"`: from the
   training set's Gaussian (`model.root_offset`) as m + L·x[20:], the same formula as
-  `CrossingNets.sample_root_offsets`.
+  `CrossingNets.sample_root_offsets` — independent of the pose, which the training data's
+  offsets are not (the wrist's place in the box depends on the articulation and view), so it
+  puts hands up to ~70 mm (1 σ) off-centre: inputs the generator never saw. Measured on the
+  default model (4096 samples, `synthgen score`): see docs/realism.md.
 
 The walk (synthgen.sampling.walk) moves in the same whitened coordinates, so it stays inside
 whichever prior was chosen.
@@ -95,6 +101,24 @@ def gaussian_factor(stats) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.linalg.cholesky(cov + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
 
 
+ROOTS = ("centred", "gaussian")
+DECODE_BLOCK = 256  # fixed decoder block: the bits never depend on how many codes are mapped
+
+
+def centring_root_offsets(model, latent: torch.Tensor) -> torch.Tensor:
+    """(n, 20) pose latents → (n, 3) float64 root offsets (unit_mm) that centre each decoded hand's
+    joint bounding box on the crop centre, as `hand_center` centres every training crop."""
+    latent = latent.float()
+    out = torch.empty(len(latent), ROOT_DIM, dtype=torch.float64)
+    with torch.inference_mode():
+        for s in range(0, len(latent), DECODE_BLOCK):
+            block = latent[s:s + DECODE_BLOCK]
+            padded = torch.cat([block, block.new_zeros(DECODE_BLOCK - len(block), block.shape[1])])
+            rel = model.vae.decode(padded)[:len(block)].double()  # (k, J, 3) root-relative, unit_mm
+            out[s:s + len(block)] = -(rel.amax(dim=1) + rel.amin(dim=1)) / 2
+    return out
+
+
 def _factors(model, prior: str) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
     if prior not in PRIORS:
         raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
@@ -102,16 +126,24 @@ def _factors(model, prior: str) -> list[tuple[torch.Tensor, torch.Tensor] | None
     return [latent, gaussian_factor(model.root_offset)]
 
 
-def whitened_to_codes(model, whitened: torch.Tensor, prior: str = "standard") -> torch.Tensor:
+def whitened_to_codes(model, whitened: torch.Tensor, prior: str = "standard", root: str = "centred") -> torch.Tensor:
     """(n, 23) standard-normal numbers → (n, 23) float32 codes [latent, root offset]."""
+    if root not in ROOTS:
+        raise InputError(f"root must be one of {', '.join(ROOTS)}, got {root!r}")
     whitened = whitened.to(torch.float64)
     parts = whitened.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
-    out = [x if f is None else f[0] + x @ f[1].T for x, f in zip(parts, _factors(model, prior))]
-    return torch.cat(out, dim=1).float()
+    latent_f, root_f = _factors(model, prior)
+    latent = parts[0] if latent_f is None else latent_f[0] + parts[0] @ latent_f[1].T
+    if root == "centred":
+        offset = centring_root_offsets(model, latent.float())
+    else:
+        offset = root_f[0] + parts[1] @ root_f[1].T
+    return torch.cat([latent, offset], dim=1).float()
 
 
 def codes_to_whitened(model, codes: torch.Tensor, prior: str = "standard") -> torch.Tensor:
-    """Inverse of `whitened_to_codes` (float64)."""
+    """Inverse of `whitened_to_codes` with root="gaussian" (float64); for centred codes the root
+    part is the offset's position in the training Gaussian (informative only)."""
     codes = codes.to(torch.float64)
     parts = codes.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
     out = [x if f is None else torch.linalg.solve_triangular(f[1], (x - f[0]).T, upper=False).T
@@ -125,22 +157,27 @@ class LatentPrior:
 
     truncation: float | None = None
     prior: str = "standard"
+    root: str = "centred"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "truncation", check_truncation(self.truncation))
         if self.prior not in PRIORS:
             raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if self.root not in ROOTS:
+            raise InputError(f"root must be one of {', '.join(ROOTS)}, got {self.root!r}")
 
     def sample(self, model, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, 23) float32 codes [pose latent, root offset (unit_mm)]."""
         whitened = truncated_normal((n, POSE_LATENT_DIM + ROOT_DIM), self.truncation, generator)
-        return whitened_to_codes(model, whitened, self.prior)
+        return whitened_to_codes(model, whitened, self.prior, self.root)
 
     def to_dict(self) -> dict:
         latent = (f"N(0, I_{POSE_LATENT_DIM})" if self.prior == "standard"
                   else "model.latent mean + L x, x ~ N(0, I_20) (fitted to training VAE means)")
-        return {"prior": self.prior, "pose_latent": latent,
-                "root_offset": "model.root_offset mean + L x, x ~ N(0, I_3)", "truncation": self.truncation}
+        root = ("-(joint bounding-box centre of the decoded pose): hand centred in its crop" if self.root == "centred"
+                else "model.root_offset mean + L x, x ~ N(0, I_3)")
+        return {"prior": self.prior, "pose_latent": latent, "root": self.root, "root_offset": root,
+                "truncation": self.truncation}
 
 
 # --- crop centres --------------------------------------------------------------------------
