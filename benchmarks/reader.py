@@ -6,15 +6,19 @@
 Rows: the DataLoader's hand-over of ready-made batches from 2 worker processes alone (the
 ceiling any reader can reach at that moment), the naive reader (per-sample random access
 through a DataLoader, for scale), and
-`synthgen.data.dataset.ShuffledHandBatches` with 0 and 2 DataLoader workers, float32 and
-float16 depth, in order, with augmentation and with two stores mixed by ratio. A row is samples delivered to the training
+`synthgen.data.dataset.ShuffledHandBatches` with 2 DataLoader worker processes, with 2 prefetch
+threads (`.prefetch`) and in the training process, float16 (default) and float32 depth, in
+order, with augmentation and with two stores mixed by ratio. A row is samples delivered to the training
 loop per second of wall time, worker start-up included; rows with several epochs report the
-median. The machine is shared: the load average before and after is printed and saved.
+median. The machine is shared: the load average before and after is printed and saved, and
+each row also gives the CPU time per sample of all its processes (main + workers), whose
+inverse times the 2 cores bounds the rate on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -33,15 +37,26 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = 20_000  # samples/s, shuffled epoch with 2 workers (the issue's target)
 
 
-def _consume(batches, limit: int | None = None) -> tuple[int, float]:
-    """Iterate like a training loop would (touching every batch); returns (samples, seconds)."""
-    start, count, checksum = time.perf_counter(), 0, 0.0
-    for batch in batches:
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the DataLoader's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _consume(batches, limit: int | None = None) -> tuple[int, float, float]:
+    """Iterate like a training loop would (touching every batch); returns (samples, seconds,
+    CPU seconds of every process involved, counted once the workers have exited)."""
+    start, cpu, count, checksum = time.perf_counter(), _cpu_seconds(), 0, 0.0
+    iterator, batch = iter(batches), None
+    for batch in iterator:
         checksum += float(batch["depth"][:, 0, 64, 64].sum()) + float(batch["joints"][:, 0, 2].sum())
         count += len(batch["joints"])
         if limit is not None and count >= limit:
             break
-    return count, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    del iterator, batch  # shuts the workers down, so their CPU time is counted
+    gc.collect()
+    return count, wall, _cpu_seconds() - cpu
 
 
 class HandOverOnly(IterableDataset):
@@ -60,10 +75,14 @@ class HandOverOnly(IterableDataset):
             yield {"depth": depth, "joints": _new_tensor((self.batch, 21, 3), torch.float32)}
 
 
-def row(name: str, runs: list[tuple[int, float]], **extra) -> dict:
-    rates = [n / t for n, t in runs]
+def row(name: str, runs: list[tuple[int, float, float]], **extra) -> dict:
+    """Median wall-clock rate, and CPU microseconds per sample summed over all processes: the
+    cost that decides the rate on an idle machine (bound: cores / cost)."""
+    rates = [n / t for n, t, _ in runs]
+    cpu_us = statistics.median(c / n * 1e6 for n, _, c in runs)
     return {"name": name, "samples": runs[0][0], "runs": len(runs), "samples_per_s": statistics.median(rates),
-            "all_samples_per_s": rates, **extra}
+            "all_samples_per_s": rates, "cpu_us_per_sample": cpu_us,
+            "idle_2_core_bound_samples_per_s": 2e6 / cpu_us, **extra}
 
 
 def main() -> None:
@@ -91,20 +110,30 @@ def main() -> None:
     loader = DataLoader(naive, batch_size=batch, shuffle=True, num_workers=2)
     rows.append(row("naive: per-sample random access, shuffle=True, 2 workers", [_consume(loader, naive_samples)]))
 
-    stream = ShuffledHandBatches(args.store, batch_size=batch, seed=0)
+    stream = ShuffledHandBatches(args.store, batch_size=batch, seed=0)  # float16 depth, the default
     partial = 8192 if args.quick else None
     runs = []
     for epoch in range(1 if args.quick else args.epochs):
         stream.set_epoch(epoch)
         runs.append(_consume(stream.loader(2), partial))
-    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers", runs, target=TARGET))
+    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers (float16 depth)", runs, target=TARGET))
 
-    half = ShuffledHandBatches(args.store, batch_size=batch, seed=0, depth_dtype="float16")
-    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers, depth_dtype=float16",
-                    [_consume(half.loader(2), partial)], target=TARGET))
+    full = ShuffledHandBatches(args.store, batch_size=batch, seed=0, depth_dtype="float32")
+    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers, depth_dtype=float32",
+                    [_consume(full.loader(2), partial)]))
+
+    runs = []
+    for epoch in range(1 if args.quick else args.epochs):
+        stream.set_epoch(epoch)
+        runs.append(_consume(stream.prefetch(threads=2), partial))
+    rows.append(row("ShuffledHandBatches.prefetch: shuffled epoch, 2 worker threads (float16 depth)", runs,
+                    target=TARGET))
+    rows.append(row("ShuffledHandBatches.prefetch: shuffled epoch, 2 worker threads, depth_dtype=float32",
+                    [_consume(full.prefetch(threads=2), partial)]))
 
     stream.set_epoch(0)
-    rows.append(row("ShuffledHandBatches: shuffled epoch, 0 workers", [_consume(stream, partial)]))
+    rows.append(row("ShuffledHandBatches: shuffled epoch, in the training process (no workers)",
+                    [_consume(stream, partial)]))
 
     in_order = ShuffledHandBatches(args.store, batch_size=batch, shuffle=False)
     rows.append(row("ShuffledHandBatches: in order, 2 workers", [_consume(in_order.loader(2), partial)]))
@@ -133,10 +162,11 @@ def main() -> None:
     }
     print(f"store {args.store} ({len(naive):,} samples), batch {batch}, {os.cpu_count()} cores, "
           f"load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
-    print(f"{'reader':<90} {'samples':>8} {'samples/s':>10}  target")
+    print(f"{'reader':<82} {'samples':>8} {'samples/s':>10} {'CPU us/sample':>14} {'2-core bound':>13}  target")
     for r in rows:
         target = f">= {r['target']:,}" if "target" in r else ""
-        print(f"{r['name']:<90} {r['samples']:>8} {r['samples_per_s']:>10,.0f}  {target}")
+        print(f"{r['name']:<82} {r['samples']:>8} {r['samples_per_s']:>10,.0f} {r['cpu_us_per_sample']:>14,.0f} "
+              f"{r['idle_2_core_bound_samples_per_s']:>13,.0f}  {target}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

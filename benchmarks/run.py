@@ -1,6 +1,6 @@
 """synthgen's speed targets, measured in one run: prints a table, writes benchmarks/results/run.json.
 
-    python benchmarks/run.py [--quick] [--only render,sample,estimate]
+    python benchmarks/run.py [--quick] [--only render,sample,estimate,score]
 
 Each row is the median of `--repeats` timings. This machine is shared and its timings swing
 2-5x with other load (../shared/notes/machine-facts.md), so compare rows of one run, and read
@@ -114,10 +114,19 @@ def bench_estimate(repeats: int) -> list[dict]:
     return rows
 
 
+def bench_score(n: int) -> list[dict]:
+    """`synthgen score` on n default-model samples against n rendered reference crops (no --train)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _cli("sample", "--n", str(n), "--out", f"{tmp}/s.zarr")
+        t = _cli("score", f"{tmp}/s.zarr", "--n", str(n), "--out", f"{tmp}/report")
+    return [{"name": f"score: {n} samples (CLI, incl. {n} reference renders)", "value": t, "unit": "s",
+             "target": "10k in minutes, not hours (issue 5)"}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (a smoke test)")
-    parser.add_argument("--only", default="render,sample,estimate")
+    parser.add_argument("--only", default="render,sample,estimate,score")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
@@ -130,6 +139,8 @@ def main() -> None:
         rows += bench_sample(2048 if args.quick else 8192, repeats)
     if "estimate" in wanted and have_model:
         rows += bench_estimate(repeats)
+    if "score" in wanted and have_model:
+        rows += bench_score(1000 if args.quick else 10_000)
 
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -76,8 +77,8 @@ def test_an_epoch_yields_every_sample_once_with_its_own_data(store):
     assert not np.array_equal(order, np.arange(300))
     data = open_store(store).read(order)
     depth = torch.cat([b["depth"] for b in batches])
-    assert depth.shape == (300, 1, CROP_SIZE, CROP_SIZE) and depth.dtype == torch.float32
-    np.testing.assert_array_equal(depth[:, 0].numpy(), data.depth)  # float16 -> float32 is exact
+    assert depth.shape == (300, 1, CROP_SIZE, CROP_SIZE) and depth.dtype == torch.float16  # as stored
+    np.testing.assert_array_equal(depth[:, 0].numpy(), data.depth)
     np.testing.assert_array_equal(torch.cat([b["joints"] for b in batches]).numpy(), data.pose)
     np.testing.assert_array_equal(torch.cat([b["center"] for b in batches]).numpy(), data.center)
     assert torch.cat([b["store"] for b in batches]).eq(0).all()
@@ -88,7 +89,7 @@ def test_shuffling_is_chunk_aware_each_block_is_read_once_and_batches_mix_blocks
     reads = []
     real_read = ShuffledHandBatches._read
     monkeypatch.setattr(ShuffledHandBatches, "_read",
-                        lambda self, blocks: reads.append(blocks) or real_read(self, blocks))
+                        lambda self, blocks, reading: reads.append(blocks) or real_read(self, blocks, reading))
     batches = epoch(stream)
 
     blocks = [(b.start, b.stop) for buffer in reads for b in buffer]
@@ -135,12 +136,33 @@ def test_two_dataloader_workers_split_the_epoch_reproducibly(store):
     assert {len(b["index"]) for b in epoch(dropped, num_workers=2)} == {32}
 
 
-def test_in_order_pass_and_float16_depth(store):
-    batches = epoch(ShuffledHandBatches(store, batch_size=128, shuffle=False, depth_dtype="float16"))
-    assert np.array_equal(indices(batches), np.arange(300))
-    assert batches[0]["depth"].dtype == torch.float16
+def test_prefetch_threads_give_the_dataloaders_batches_in_its_order(store):
+    stream = ShuffledHandBatches(store, batch_size=32, seed=5, buffer_blocks=2, augment=Augmentation())
+    stream.set_epoch(2)
+    from_processes = epoch(stream, num_workers=2)
+    stream.set_epoch(2)
+    from_threads = list(stream.prefetch(threads=2))
+    assert len(from_threads) == len(from_processes)
+    for a, b in zip(from_threads, from_processes):
+        for key in ("depth", "joints", "center", "index", "store"):
+            assert torch.equal(a[key], b[key]), key
+    before = threading.active_count()
+    for _ in stream.prefetch(threads=3, queue_depth=1):
+        break  # leaving early stops the threads
+    assert threading.active_count() == before
+    with pytest.raises(InputError, match="threads"):
+        next(stream.prefetch(threads=0))
+
+
+def test_in_order_pass_and_float32_depth(store):
+    batches = epoch(ShuffledHandBatches(store, batch_size=128, shuffle=False, depth_dtype="float32"),
+                    num_workers=2)
+    assert sorted(indices(batches).tolist()) == list(range(300))
+    assert np.array_equal(indices(epoch(ShuffledHandBatches(store, batch_size=128, shuffle=False))), np.arange(300))
+    assert batches[0]["depth"].dtype == torch.float32
+    order = indices(batches)
     np.testing.assert_array_equal(torch.cat([b["depth"] for b in batches])[:, 0].numpy(),
-                                  open_store(store).depth[:])
+                                  open_store(store).depth[:][order].astype(np.float32))
 
 
 def test_layouts_and_normalised_joints(store):

@@ -12,16 +12,22 @@ sample) are read once into memory when the stream is built, so only depth is rea
 
 Batches are made in the worker processes (the stream is an IterableDataset that yields whole
 batches; use `DataLoader(stream, batch_size=None, num_workers=W)` or `stream.loader(W)`): each
-buffer is decoded (and converted float16 -> float32) into memory the worker reuses, and each
-batch is gathered from it straight into shared memory, so it crosses to the training process
-without another copy.
+buffer is decoded into memory the worker reuses, and each batch is gathered from it straight
+into shared memory, so it crosses to the training process without another copy. That hand-over
+is still the largest cost (measured ~50-80 µs of CPU per sample: fresh shared pages on both
+sides, against ~22 µs to read, decode and shuffle one), hence two choices: depth comes as the
+store holds it, float16 (exact, half the bytes; depth_dtype="float32" on request), and
+`prefetch(threads)` makes the same batches in background threads of the training process,
+with no hand-over at all (benchmarks/reader.py).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import queue
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,7 +53,7 @@ from synthgen.hand.noise import SensorNoise
 JOINT_UNITS = ("mm", "normalised")
 DEPTH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 ORDER_STREAM, AUGMENT_STREAM = 0, 1  # independent random streams of one buffer
-AUGMENT_SLICE = 256  # samples augmented at once (bounds the warp's temporaries)
+AUGMENT_SLICE = 16  # samples augmented at once: the warp's temporaries stay in cache (3x faster than 256)
 
 # --- augmentation --------------------------------------------------------------------------
 
@@ -368,9 +374,9 @@ class _Block:
 class ShuffledHandBatches(IterableDataset):
     """Shuffled batches over one or more stores, mixed by ratio; one epoch per iteration.
 
-    Each batch is a dict: depth (B, 1, S, S) normalised (float32, or float16 with
-    depth_dtype="float16": half the bytes to move from the workers, for a trainer that converts
-    on its GPU with `.float()`), joints (B, J, 3) float32 in
+    Each batch is a dict: depth (B, 1, S, S) normalised, float16 as stored (exact; convert on
+    the device with `.float()`; augmented depth is rounded to float16, within the store's stated
+    quantisation error) or float32 with depth_dtype="float32"; joints (B, J, 3) float32 in
     `layout` (a key of conventions.LAYOUTS; default: the stores' own, converted from each
     store's layout by synthgen.data.layouts) as mm camera coordinates or, with
     joints="normalised", (xyz - center) / (cube / 2); center (B, 3) float32 mm; index (B,)
@@ -397,7 +403,7 @@ class ShuffledHandBatches(IterableDataset):
                  ratios: Sequence[float] | None = None, layout: str | None = None, joints: str = "mm",
                  augment: Augmentation | None = None, shuffle: bool = True, seed: int | None = None,
                  buffer_blocks: int = 16, samples_per_epoch: int | None = None, drop_last: bool = False,
-                 depth_dtype: str = "float32") -> None:
+                 depth_dtype: str = "float16") -> None:
         opened = _open_stores(stores)
         self.paths = [s.path for s in opened]
         self.sizes = [len(s) for s in opened]
@@ -426,8 +432,7 @@ class ShuffledHandBatches(IterableDataset):
         # Labels of every sample, read once, in the output layout: workers share them (fork).
         self._pose = [self.output.convert(i, s.pose[:]) for i, s in enumerate(opened)]
         self._center = [s.center[:] for s in opened]
-        self._depth_arrays: tuple[int, list] | None = None
-        self._buffer: torch.Tensor | None = None  # per process, see _read
+        self._reading: tuple[int, _Reading] | None = None  # this process's, see __iter__
 
     def _check_ratios(self, ratios: Sequence[float] | None, shuffle: bool) -> np.ndarray:
         if ratios is None:
@@ -442,7 +447,7 @@ class ShuffledHandBatches(IterableDataset):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_depth_arrays"] = state["_buffer"] = None
+        state["_reading"] = None
         return state
 
     def set_epoch(self, epoch: int) -> None:
@@ -509,23 +514,80 @@ class ShuffledHandBatches(IterableDataset):
             return int(info.seed - info.id)
         return int(torch.randint(0, 2**62, (1,)).item())
 
-    def _depth(self, store: int) -> _ShardBlocks:
-        # One set of open readers per process: never share Zarr handles across a fork.
-        if self._depth_arrays is None or self._depth_arrays[0] != os.getpid():
-            opened = [open_store(p) for p in self.paths]
-            self._depth_arrays = (os.getpid(), [_ShardBlocks(s.path, s.depth) for s in opened])
-        return self._depth_arrays[1][store]
+    def _next_epoch(self) -> tuple[int, int]:
+        base_seed, epoch = self._base_seed(), self.epoch + self._iterations
+        self._iterations += 1
+        return base_seed, epoch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        base_seed, epoch = self._base_seed(), self.epoch + self._iterations
-        self._iterations += 1
+        # One set of open readers per process: never share Zarr handles across a fork.
+        if self._reading is None or self._reading[0] != os.getpid():
+            self._reading = (os.getpid(), _Reading(self.paths))
+        yield from self._batches(worker, workers, *self._next_epoch(), self._reading[1])
+
+    def prefetch(self, threads: int = 2, queue_depth: int = 4) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch made by `threads` background threads of this process instead of worker
+        processes: the same batches in the same order as `DataLoader(num_workers=threads)`.
+
+        Handing a batch from a worker process over shared memory costs more CPU than making it
+        (see the module docstring); threads hand batches over for free, and they overlap the
+        trainer's steps as workers do (torch's ops, file reads and tensor copies release the
+        GIL). Breaking out of the loop stops the threads.
+        """
+        if not isinstance(threads, int) or threads < 1 or queue_depth < 1:
+            raise InputError(f"threads and queue_depth must be positive integers, got {threads}, {queue_depth}")
+        base_seed, epoch = self._next_epoch()
+        queues = [queue.Queue(maxsize=queue_depth) for _ in range(threads)]
+        stop = threading.Event()
+
+        def put(k: int, item) -> bool:
+            while not stop.is_set():
+                try:
+                    queues[k].put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce(k: int) -> None:
+            try:
+                for batch in self._batches(k, threads, base_seed, epoch, _Reading(self.paths)):
+                    if not put(k, batch):
+                        return
+                put(k, _EPOCH_END)
+            except BaseException as error:  # noqa: BLE001 - re-raised in the consuming thread
+                put(k, error)
+
+        producers = [threading.Thread(target=produce, args=(k,), name=f"synthgen-prefetch-{k}", daemon=True)
+                     for k in range(threads)]
+        for thread in producers:
+            thread.start()
+        try:
+            live = list(range(threads))
+            while live:  # round-robin, as the DataLoader takes its workers' batches
+                for k in list(live):
+                    item = queues[k].get()
+                    if item is _EPOCH_END:
+                        live.remove(k)
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        yield item
+        finally:
+            stop.set()
+            for thread in producers:
+                thread.join()
+
+    def _batches(self, worker: int, workers: int, base_seed: int, epoch: int, reading: _Reading
+                 ) -> Iterator[dict[str, torch.Tensor]]:
+        """Worker `worker` of `workers`'s share of the epoch: buffers worker, worker + workers, ..."""
         buffers = self.plan(base_seed, epoch)
         size = self.batch_size
         pending = None  # fewer than a batch of samples (copied out), carried into the next buffer
         for number in range(worker, len(buffers), workers):
-            samples = self._read(buffers[number])
+            samples = self._read(buffers[number], reading)
             count = len(samples["index"])
             if self.output.augment is not None:
                 self._augment(samples, np.random.default_rng([base_seed, epoch, number, AUGMENT_STREAM]))
@@ -548,17 +610,18 @@ class ShuffledHandBatches(IterableDataset):
         if pending is not None and not self.drop_last:
             yield self._batch(pending, np.arange(len(pending["index"])))
 
-    def _read(self, blocks: list[_Block]) -> dict[str, np.ndarray]:
-        """Decode the buffer's blocks (one slice read each) into this process's reusable depth
-        buffer (in the output dtype, float32 to augment), with sample ids and labels.
+    def _read(self, blocks: list[_Block], reading: _Reading) -> dict[str, np.ndarray]:
+        """Decode the buffer's blocks (one read each) into the reader's reusable depth buffer
+        (in the output dtype, float32 to augment), with sample ids and labels.
 
         Reusing the buffer spares the page faults of fresh memory (~10 ms per 256 float32
         crops); its depth is valid until the next `_read`.
         """
         count = sum(b.stop - b.start for b in blocks)
         dtype = torch.float32 if self.output.augment is not None else self.depth_dtype
-        if self._buffer is None or self._buffer.dtype != dtype or len(self._buffer) < count:
-            self._buffer = torch.empty((count, self.crop_size, self.crop_size), dtype=dtype)
+        buffer = reading.buffer
+        if buffer is None or buffer.dtype != dtype or len(buffer) < count:
+            buffer = reading.buffer = torch.empty((count, self.crop_size, self.crop_size), dtype=dtype)
         pose = np.empty((count,) + self._pose[0].shape[1:], np.float32)
         center = np.empty((count, 3), np.float32)
         store_ids = np.empty(count, np.int64)
@@ -566,20 +629,20 @@ class ShuffledHandBatches(IterableDataset):
         at = 0
         for block in blocks:
             rows = slice(at, at + block.stop - block.start)
-            self._buffer[rows].copy_(torch.from_numpy(self._depth(block.store).read(block.start, block.stop)))
+            buffer[rows].copy_(torch.from_numpy(reading.depth[block.store].read(block.start, block.stop)))
             pose[rows] = self._pose[block.store][block.start:block.stop]
             center[rows] = self._center[block.store][block.start:block.stop]
             store_ids[rows] = block.store
             indices[rows] = np.arange(block.start, block.stop)
             at = rows.stop
-        return {"depth": self._buffer[:count].numpy(), "pose": pose, "center": center, "store": store_ids,
+        return {"depth": buffer[:count].numpy(), "pose": pose, "center": center, "store": store_ids,
                 "index": indices}
 
     def _augment(self, samples: dict[str, np.ndarray], rng: np.random.Generator) -> None:
         """Augment a whole buffer in place, in its stored order, so that what happens to a
         sample depends on (seed, epoch, its buffer) only, not on how batches are cut."""
         depth, pose = samples["depth"], samples["pose"]
-        for start in range(0, len(depth), AUGMENT_SLICE):  # bounded temporaries
+        for start in range(0, len(depth), AUGMENT_SLICE):
             rows = slice(start, start + AUGMENT_SLICE)
             depth[rows], pose[rows] = self.output.augment.apply(depth[rows], pose[rows], samples["center"][rows],
                                                                 self.cube_mm, rng)
@@ -591,7 +654,7 @@ class ShuffledHandBatches(IterableDataset):
         source = torch.from_numpy(samples["depth"])
         if source.dtype == self.depth_dtype:
             torch.index_select(source, 0, torch.from_numpy(rows), out=depth.view(n, size, size))
-        else:  # augmented (float32) depth handed over as float16
+        else:  # augmented (float32) depth handed over as float16: rounded as the store would
             depth.view(n, size, size).copy_(source[torch.from_numpy(rows)])
         center = samples["center"][rows]
         joints = self.output.units(samples["pose"][rows], center)
@@ -599,6 +662,18 @@ class ShuffledHandBatches(IterableDataset):
         joints_out.copy_(torch.from_numpy(joints))
         return {"depth": depth, "joints": joints_out, "center": torch.from_numpy(center),
                 "index": torch.from_numpy(samples["index"][rows]), "store": torch.from_numpy(samples["store"][rows])}
+
+
+class _Reading:
+    """What one reader (a process or a prefetch thread) keeps: open depth readers per store and
+    its reusable depth buffer."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.depth = [_ShardBlocks(store.path, store.depth) for store in (open_store(p) for p in paths)]
+        self.buffer: torch.Tensor | None = None
+
+
+_EPOCH_END = object()  # a prefetch thread's last item
 
 
 def _gather(samples: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
