@@ -356,7 +356,8 @@ def _writer_layout(array) -> bool:
     sharding = codecs[0]
     inner, index = sharding.codecs, sharding.index_codecs
     return (array.dtype == np.float16 and array.shards is not None and array.shards[1:] == array.shape[1:]
-            and tuple(sharding.chunk_shape[1:]) == tuple(array.shape[1:]) and array.shards[0] % sharding.chunk_shape[0] == 0
+            and tuple(sharding.chunk_shape[1:]) == tuple(array.shape[1:])
+            and array.shards[0] % sharding.chunk_shape[0] == 0
             and sharding.index_location == ShardingCodecIndexLocation.end
             and [type(c) for c in inner] == [BytesCodec, ZstdCodec] and inner[0].endian == Endian.little
             and [type(c) for c in index] == [BytesCodec, Crc32cCodec] and index[0].endian == Endian.little
