@@ -171,8 +171,9 @@ def test_score_is_reproducible_and_reports_memorisation_of_copies(tmp_path, base
     # Every scored crop is itself in the training store: distance 0, far below unseen renders.
     assert memo["generated_to_train"]["median"] < 1e-3 < memo["reference_to_train"]["median"]
     assert memo["closer_than_reference_p01"] == 1.0
-    assert set(a["set"]) >= {"fd", "kid", "precision", "recall", "coverage", "fd_ci95"}
+    assert set(a["set"]) >= {"fd", "kid", "precision", "recall", "coverage", "fd_ci95", "kid_ci95"}
     assert a["set"]["fd_ci95"][0] <= a["set"]["fd_ci95"][1]
+    assert a["set"]["kid_ci95"][0] <= a["set"]["kid"] <= a["set"]["kid_ci95"][1]
 
 
 # --- the command -------------------------------------------------------------------------------

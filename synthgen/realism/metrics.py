@@ -129,13 +129,21 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 def kernel_inception_distance(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, subsets: int = 50,
                               subset_size: int = 1000) -> tuple[float, float]:
     """Unbiased MMD² with k(a, b) = (a·b/d + 1)³, averaged over random subsets → (mean, std)."""
+    values = kid_subset_values(x, y, rng, subsets, subset_size)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def kid_subset_values(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, subsets: int = 50,
+                      subset_size: int = 1000) -> np.ndarray:
+    """(subsets,) unbiased MMD² of random subset pairs: their mean is KID, their spread its
+    uncertainty (a subsampling interval, which unlike a with-replacement bootstrap does not
+    bias MMD² upwards with duplicates)."""
     size = min(subset_size, len(x), len(y))
     if size < 2:
         raise ValueError("KID needs at least two samples per set")
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    values = [_mmd2_unbiased(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
-              for _ in range(subsets)]
-    return float(np.mean(values)), float(np.std(values))
+    return np.array([_mmd2_unbiased(x[rng.choice(len(x), size, replace=False)],
+                                    y[rng.choice(len(y), size, replace=False)]) for _ in range(subsets)])
 
 
 # --- set level: k-NN manifolds ---------------------------------------------------------------

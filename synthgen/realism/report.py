@@ -163,7 +163,8 @@ def _html(result: ScoreResult, figures: dict[str, str]) -> str:
     s = result.scores
     rows = "".join(f"<tr><td><code>{k}</code></td><td>{_fmt(_lookup(s, k))}</td><td>{html.escape(doc)}</td></tr>"
                    for k, doc in KEY_DOCS.items())
-    extra = {"set.fd_ci95": _lookup(s, "set.fd_ci95"), "set.kid_std": _lookup(s, "set.kid_std"),
+    extra = {"set.fd_ci95": _lookup(s, "set.fd_ci95"), "set.kid_ci95": _lookup(s, "set.kid_ci95"),
+             "set.kid_std": _lookup(s, "set.kid_std"),
              "pair.no_overlap_fraction": _lookup(s, "pair.no_overlap_fraction"),
              "pair.ik_residual_median_mm": _lookup(s, "pair.ik_residual_median_mm")}
     rows += "".join(f"<tr><td><code>{k}</code></td><td>{_fmt(v)}</td><td></td></tr>" for k, v in extra.items())

@@ -237,8 +237,10 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
         raise InputError("the reference holds fewer than 2 samples")
     fd = metrics.fd_of(generated.features, ref.features)
     fd_ci = metrics.bootstrap_interval(metrics.fd_of, generated.features, ref.features, rng, settings.bootstrap)
-    kid, kid_std = metrics.kernel_inception_distance(generated.features, ref.features, rng, settings.kid_subsets,
-                                                     settings.kid_subset_size)
+    kid_values = metrics.kid_subset_values(generated.features, ref.features, rng, settings.kid_subsets,
+                                           settings.kid_subset_size)
+    kid, kid_std = float(kid_values.mean()), float(kid_values.std())
+    kid_ci = [float(q) for q in np.quantile(kid_values, [0.025, 0.975])]
     precision, recall = metrics.knn_precision_recall(ref.features, generated.features, settings.k)
     if ref_pose.shape[1:] == pose.shape[1:] and (ref_store is None or ref_store.joint_layout == CANONICAL_LAYOUT):
         pose_descriptor = lambda p, c: camera.normalize_joints(p, c, cube).reshape(len(p), -1)  # noqa: E731
@@ -288,7 +290,7 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
             "estimator_floor_mm": float(floor.mean()),
             "ik_residual_median_mm": float(np.median(ik_residual)),
         },
-        "set": {"fd": fd, "fd_ci95": list(fd_ci), "kid": kid, "kid_std": kid_std, "precision": precision,
+        "set": {"fd": fd, "fd_ci95": list(fd_ci), "kid": kid, "kid_std": kid_std, "kid_ci95": kid_ci, "precision": precision,
                 "recall": recall, "k": settings.k, "coverage": pose_coverage, "coverage_k": settings.coverage_k},
         "memorisation": memorisation,
         "settings": asdict(settings),
