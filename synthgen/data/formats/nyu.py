@@ -54,10 +54,10 @@ def _read_joint_uvd(path: Path) -> np.ndarray:
     import scipy.io
 
     try:
+        if scipy.io.matlab.matfile_version(path)[0] == 2:  # v7.3 = HDF5, which loadmat cannot read
+            raise InputError(f"{path}: MATLAB v7.3 (HDF5) files are not read; NYU's joint_data.mat is MATLAB v5")
         mat = scipy.io.loadmat(path, variable_names=["joint_uvd"])
-    except NotImplementedError:
-        raise InputError(f"{path}: MATLAB v7.3 (HDF5) files are not read; NYU's joint_data.mat is MATLAB v5") from None
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, IndexError) as error:  # matfile_version: IndexError on junk
         raise InputError(f"{path}: not a readable MATLAB file ({error})") from None
     if "joint_uvd" not in mat:
         raise InputError(f"{path}: has no joint_uvd variable")
