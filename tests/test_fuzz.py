@@ -108,13 +108,8 @@ def damage(draw, size: int):
     return kind, (lambda b: None) if kind == "delete" else (lambda b: b"")
 
 
-@FUZZ
-@given(target=st.sampled_from(CHUNK_FILES), data=st.data())
-def test_reader_and_verify_on_a_corrupted_chunk(pristine, root, target, data):
-    store = fresh_dir(root) / "s.zarr"
-    shutil.copytree(pristine, store)
-    name, chunk = target
-    file = shard_path(store, zarr.open_group(str(store), mode="r")[name], chunk)
+def damage_file(file, data) -> str:
+    """Apply a drawn damage to one file (None = delete it); rejects draws that change nothing."""
     original = file.read_bytes()
     kind, apply = data.draw(damage(len(original)), label="damage")
     changed = apply(original)
@@ -123,6 +118,16 @@ def test_reader_and_verify_on_a_corrupted_chunk(pristine, root, target, data):
         file.unlink()
     else:
         file.write_bytes(changed)
+    return kind
+
+
+@FUZZ
+@given(target=st.sampled_from(CHUNK_FILES), data=st.data())
+def test_reader_and_verify_on_a_corrupted_chunk(pristine, root, target, data):
+    store = fresh_dir(root) / "s.zarr"
+    shutil.copytree(pristine, store)
+    name, chunk = target
+    kind = damage_file(shard_path(store, zarr.open_group(str(store), mode="r")[name], chunk), data)
 
     try:
         opened = open_store(store)
@@ -142,15 +147,7 @@ def test_reader_and_verify_on_a_corrupted_chunk(pristine, root, target, data):
 def test_reader_and_verify_on_corrupted_metadata(pristine, root, which, data):
     store = fresh_dir(root) / "s.zarr"
     shutil.copytree(pristine, store)
-    file = store / which
-    original = file.read_bytes()
-    kind, apply = data.draw(damage(len(original)), label="damage")
-    changed = apply(original)
-    assume(changed != original)
-    if changed is None:
-        file.unlink()
-    else:
-        file.write_bytes(changed)
+    kind = damage_file(store / which, data)
 
     try:
         open_store(store).read([0, 39])
