@@ -35,6 +35,19 @@ def pose_metrics(pred: np.ndarray, true: np.ndarray, thresholds=THRESHOLDS_MM, j
     }
 
 
+def foreground(depth_norm: np.ndarray) -> np.ndarray:
+    """Hand pixels of normalised crops: value < BACKGROUND − FOREGROUND_EPS."""
+    return np.asarray(depth_norm) < BACKGROUND - FOREGROUND_EPS
+
+
+def silhouette_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, S, S) × 2 normalised crops → (n,) IoU of the hand silhouettes; two empty crops agree (1)."""
+    fa, fb = foreground(a), foreground(b)
+    inter = (fa & fb).sum(axis=(1, 2)).astype(np.float64)
+    union = (fa | fb).sum(axis=(1, 2)).astype(np.float64)
+    return np.divide(inter, union, out=np.ones_like(inter), where=union > 0)
+
+
 def silhouette_metrics(fake: np.ndarray, real: np.ndarray, mm_per_unit: float = CUBE_MM / 2) -> dict:
     """Generated vs real (N, S, S) normalised depth.
 
@@ -43,11 +56,8 @@ def silhouette_metrics(fake: np.ndarray, real: np.ndarray, mm_per_unit: float = 
     over the pixels foreground in both (125 mm per unit for a 250 mm cube).
     """
     fake, real = np.asarray(fake, np.float32), np.asarray(real, np.float32)
-    ff, fr = fake < BACKGROUND - FOREGROUND_EPS, real < BACKGROUND - FOREGROUND_EPS
-    inter = (ff & fr).sum(axis=(1, 2))
-    union = (ff | fr).sum(axis=(1, 2))
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-    both = ff & fr
+    iou = silhouette_iou(fake, real)
+    both = foreground(fake) & foreground(real)
     mae = float(np.abs(fake - real)[both].mean() * mm_per_unit) if both.any() else float("nan")
     return {"frames": int(fake.shape[0]), "iou_mean": float(iou.mean()), "depth_mae_mm": mae}
 

@@ -19,25 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthgen.conventions import BACKGROUND, CUBE_MM
-
-#: A pixel is hand when its normalised depth is below this (the same rule denormalize_depth uses).
-FOREGROUND_BELOW = BACKGROUND - 1e-3
-
+from synthgen.conventions import CUBE_MM
+from synthgen.models.evaluate import foreground, silhouette_iou  # noqa: F401 (re-exported)
 
 # --- pair level ------------------------------------------------------------------------------
-
-
-def foreground(depth_norm: np.ndarray) -> np.ndarray:
-    return np.asarray(depth_norm) < FOREGROUND_BELOW
-
-
-def silhouette_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, S, S) × 2 normalised crops → (n,) IoU of the hand silhouettes; two empty crops agree (1)."""
-    fa, fb = foreground(a), foreground(b)
-    inter = (fa & fb).sum(axis=(1, 2)).astype(np.float64)
-    union = (fa | fb).sum(axis=(1, 2)).astype(np.float64)
-    return np.divide(inter, union, out=np.ones_like(inter), where=union > 0)
+# foreground and silhouette_iou are the model evaluation's own (synthgen.models.evaluate), so
+# training-time and scoring-time silhouettes are the same numbers.
 
 
 def masked_depth_mae_mm(a: np.ndarray, b: np.ndarray, cube_mm: float = CUBE_MM) -> np.ndarray:
