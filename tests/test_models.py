@@ -16,7 +16,9 @@ from safetensors.torch import save as save_tensors
 from synthgen.conventions import NUM_JOINTS
 from synthgen.models import (CheckpointError, CrossingNets, CrossingNetsConfig, Recipe, TrainingData, load,
                              pose_metrics, silhouette_metrics, train)
+from synthgen.errors import InputError
 from synthgen.models import checkpoint
+from synthgen.models import losses as L
 from synthgen.models.checkpoint import CONFIG, WEIGHTS
 from synthgen.models.train import CSV_COLUMNS, LOSS_COLUMNS, EpochSampler, split_indices
 
@@ -320,3 +322,35 @@ def test_recipe_switches(tmp_path, data):
     assert not any(r["d_gan"] or r["g_fm"] or r["smo_d"] or r["smo_g"] for r in rows)
     assert all(r["pos"] and r["recons"] for r in rows if r["stage"] == "joint")
     assert set(CSV_COLUMNS) >= set(LOSS_COLUMNS)
+
+
+def test_recons_l1_is_the_mean_absolute_error_and_l2_clips():
+    real = torch.tensor([[1.0, 1.0, -0.5, 0.0]])
+    fake = torch.tensor([[-1.0, 0.5, -0.5, 0.25]])
+    assert L.recons_loss(real, fake, norm="l1").item() == pytest.approx((2 + 0.5 + 0 + 0.25) / 4)
+    assert L.recons_loss(real, fake, clip=1.0).item() == pytest.approx((1 + 0.25 + 0 + 0.0625) / 4)
+    assert L.recons_loss(real, fake, clip=4.0).item() == pytest.approx((4 + 0.25 + 0 + 0.0625) / 4)
+    with pytest.raises(ValueError, match="losses.recons"):
+        Recipe.from_dict({"losses": {"recons": "huber"}})
+
+
+def test_init_from_continues_a_saved_model(tmp_path, trained, data):
+    model, out = trained
+    base = Recipe.from_toml(TINY)
+    no_steps = replace(base, init_from=str(out / "model"), vae=replace(base.vae, steps=0),
+                       gan=replace(base.gan, steps=0), joint=replace(base.joint, warmup_steps=0, steps=0),
+                       refine=replace(base.refine, steps=0), runtime=replace(base.runtime, recalibrate_bn=False))
+    copy = train(no_steps, data, tmp_path / "copy")
+    # Zero steps from a saved model: the same weights and statistics, recorded as its origin.
+    assert all(torch.equal(a, b) for a, b in zip(copy.state_dict().values(), model.state_dict().values()))
+    assert copy.latent == model.latent and copy.root_offset == model.root_offset
+    assert load(tmp_path / "copy" / "model").provenance["init_from"]["checksum"] == model.checksum
+
+    refine = replace(no_steps, losses=replace(base.losses, recons="l1"), refine=replace(base.refine, steps=3))
+    train(refine, data, tmp_path / "refine")
+    rows = read_losses(tmp_path / "refine" / "metrics.csv")
+    assert [r["stage"] for r in rows] == ["refine"] * 3 and all(r["recons"] for r in rows)
+
+    other = replace(no_steps, model=CrossingNetsConfig.from_dict({"generator": {"channels": 4, "fc_dim": 64}}))
+    with pytest.raises(InputError, match="init_from"):
+        train(other, data, tmp_path / "other")

@@ -214,6 +214,7 @@ class LossRecipe:
     mix_size: int = 5  # z̃ is a random convex combination of this many batch latents (paper)
     recons_clip: float = 1.0  # L_recons clips squared errors here (paper: 1; 4 = no clipping)
     pose_weight: float = 0.0  # extension: also penalise the posterior's decoded pose (MSE, 50 mm units)
+    recons: str = "l2"  # L_recons' error: "l2" (paper, clipped squares) or "l1" (extension, see losses.recons_loss)
 
     @property
     def use_gan(self) -> bool:
@@ -248,6 +249,7 @@ class Recipe:
     name: str = "default"
     out_dir: str = "runs/default"
     seed: int = 0  # seeds batch order, noise and initialisation
+    init_from: str = ""  # extension: a model directory whose weights (and latent statistics) the first stage starts from
     data: DataRecipe = field(default_factory=DataRecipe)
     model: CrossingNetsConfig = field(default_factory=CrossingNetsConfig)
     vae: VAEStage = field(default_factory=VAEStage)
@@ -266,6 +268,8 @@ class Recipe:
             raise ValueError(f"data.labeled_fraction must be in (0, 1], got {d.labeled_fraction}")
         if self.runtime.precision not in ("fp32", "bf16"):
             raise ValueError(f"runtime.precision must be 'fp32' or 'bf16', got {self.runtime.precision!r}")
+        if self.losses.recons not in ("l2", "l1"):
+            raise ValueError(f"losses.recons must be 'l2' or 'l1', got {self.losses.recons!r}")
         for name in ("joint", "refine"):
             schedule = getattr(self, name).lr_schedule
             if schedule not in ("constant", "cosine"):

@@ -17,12 +17,17 @@ def vae_loss(recon: torch.Tensor, pose: torch.Tensor, mean: torch.Tensor, log_si
     return kl_weight * kl + 0.5 * sse, kl, sse
 
 
-def recons_loss(real: torch.Tensor, fake: torch.Tensor, clip: float = 1.0) -> torch.Tensor:
+def recons_loss(real: torch.Tensor, fake: torch.Tensor, clip: float = 1.0, norm: str = "l2") -> torch.Tensor:
     """L_recons = mean(clip((x − G(Ali z))², 0, clip)) over labeled pairs; the paper clips at 1.
 
     Clipping at 1 also zeroes the gradient of silhouette errors where hand (≲ 0) meets
     background (+1); clip = 4 (the largest possible squared error) disables clipping.
+    norm="l1" (extension) uses mean |x − G(Ali z)| instead: where G is unsure whether a pixel
+    is hand or background, the squared error's optimum is their average (a blurred halo that
+    reads as hand), the absolute error's is the likelier of the two (a crisp silhouette).
     """
+    if norm == "l1":
+        return (real - fake).abs().mean()
     return (real - fake).pow(2).clamp(max=clip).mean()
 
 

@@ -226,7 +226,7 @@ class Trainer:
         z_mix = L.mix_codes(z, lw.mix_size, gen) if lw.use_smo else None
         with self.autocast():
             out = self.generate(z, z_mix)
-            recons = L.recons_loss(x, out[: len(idx)].float(), lw.recons_clip)
+            recons = L.recons_loss(x, out[: len(idx)].float(), lw.recons_clip, lw.recons)
             fake_branch = D.branch(out.detach()) if lw.use_smo else None
             logs, heads, _ = self.head_losses(D.branch(x), fake_branch, z, z_mix, rows, lw.use_smo)
         opt["warmup"].zero_grad(set_to_none=True)
@@ -267,7 +267,7 @@ class Trainer:
         with self.autocast():
             # G: L_gan (feature matching) + L_recons + L_smo, through the updated (frozen) D.
             _set_trainable(D.parameters(), False)
-            recons = L.recons_loss(x, out[:B].float(), lw.recons_clip)
+            recons = L.recons_loss(x, out[:B].float(), lw.recons_clip, lw.recons)
             g_loss, logs["recons"] = recons, recons.item()
             fake_branch = D.branch(out[fake_rows]) if fake_rows else None
             if use_gan:
@@ -422,6 +422,8 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     trainer = Trainer(r, data, model, split)
     model.root_offset = GaussianStats.of(trainer.offset.numpy())
     model.vae.init_from_pca(trainer.rel.numpy())
+    if r.init_from:
+        _init_from(model, r.init_from)
     if r.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
 
@@ -507,6 +509,16 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
         if progress is not None:
             progress({"stage": "eval", "pose": results["pose"], "generator": results["generator"]})
     return model
+
+
+def _init_from(model: CrossingNets, path: str) -> None:
+    """Start from the weights of a saved model of the same architecture and joint layout."""
+    base = load(path)
+    if base.config != model.config or base.joint_layout != model.joint_layout:
+        raise InputError(f"init_from {path}: its architecture or joint layout differs from the recipe's model")
+    model.load_state_dict(base.state_dict())
+    model.root_offset, model.latent = base.root_offset, base.latent
+    model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum}
 
 
 def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.optim.Optimizer]:
