@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from synthgen.conventions import CAMERAS
 from synthgen.errors import InputError, SynthgenError
 
 _debug = False
@@ -69,11 +70,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
     """synthgen: make, sample and score synthetic hand depth data."""
 
 
-class Camera(str, Enum):
-    nyu = "nyu"
-    icvl = "icvl"
-    msra = "msra"
-    hands2017 = "hands2017"
+# The four benchmarks: each names a camera preset, an export layout and an importer.
+Camera = Enum("Camera", {name: name for name in CAMERAS}, type=str)
 
 
 ChunkSizeOption = Annotated[int, typer.Option(
@@ -249,20 +247,13 @@ class ExportFormat(str, Enum):
     npz = "npz"
 
 
-class ExportLayout(str, Enum):
-    nyu = "nyu"
-    icvl = "icvl"
-    msra = "msra"
-    hands2017 = "hands2017"
-
-
 @app.command()
 def export(
     store: Annotated[Path, typer.Argument(help="A synthgen Zarr store.")],
     file_format: Annotated[ExportFormat, typer.Option(
         "--format", help="png16: 16-bit PNG, mm; native: the dataset's own depth files (NYU RGB PNG, MSRA .bin); "
                          "npz: one samples.npz.")],
-    layout: Annotated[ExportLayout, typer.Option(help="Dataset whose files, camera and joint order to write.")],
+    layout: Annotated[Camera, typer.Option(help="Dataset whose files, camera and joint order to write.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory: the dataset's root.")],
     crop: Annotated[bool, typer.Option("--crop/--full-frame", help="Write the 128² crops (with per-frame crop "
                                                                    "cameras) instead of full sensor frames.")] = False,
