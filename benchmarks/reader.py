@@ -3,16 +3,19 @@
     python benchmarks/reader.py [--store data/train-clean.zarr] [--mix data/train-noisy.zarr]
                                 [--epochs 2] [--quick]
 
-Rows: the DataLoader's hand-over of ready-made batches from 2 worker processes alone (the
-ceiling any reader can reach at that moment), the naive reader (per-sample random access
-through a DataLoader, for scale), and
+Rows: PyTorch's default hand-over of batches from 2 worker processes (fresh shared memory per
+batch, nothing read: what a reader paid before its batch ring), the naive reader (per-sample
+random access through a DataLoader, for scale), and
 `synthgen.data.dataset.ShuffledHandBatches` with 2 DataLoader worker processes, with 2 prefetch
 threads (`.prefetch`) and in the training process, float16 (default) and float32 depth, in
 order, with augmentation and with two stores mixed by ratio. A row is samples delivered to the training
 loop per second of wall time, worker start-up included; rows with several epochs report the
-median. The machine is shared: the load average before and after is printed and saved, and
-each row also gives the CPU time per sample of all its processes (main + workers), whose
-inverse times the 2 cores bounds the rate on an idle machine.
+median, the 2-worker and prefetch epochs taken in turn so that both see the same load. The
+machine is shared: the load average before and after is printed and saved, and each row also
+gives the CPU time per sample of all its processes (main + workers), whose inverse times the
+2 cores bounds the rate on an idle machine.
+
+`headline_rows` gives benchmarks/run.py its reader rows.
 """
 
 from __future__ import annotations
@@ -27,9 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
-
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, _new_tensor
 
@@ -60,8 +61,8 @@ def _consume(batches, limit: int | None = None) -> tuple[int, float, float]:
 
 
 class HandOverOnly(IterableDataset):
-    """Batches shaped like the reader's, made without reading anything: what the DataLoader's
-    hand-over from worker processes alone allows at this moment (the ceiling for any reader)."""
+    """Batches shaped like the reader's, made without reading anything, in fresh shared memory
+    each: the cost of PyTorch's default hand-over from worker processes alone."""
 
     def __init__(self, batches: int, batch: int, dtype: torch.dtype) -> None:
         self.batches, self.batch, self.dtype = batches, batch, dtype
@@ -85,6 +86,39 @@ def row(name: str, runs: list[tuple[int, float, float]], **extra) -> dict:
             "idle_2_core_bound_samples_per_s": 2e6 / cpu_us, **extra}
 
 
+def shuffled_epochs(store: Path, epochs: int, batch: int, limit: int | None = None) -> tuple[list, list]:
+    """Shuffled epochs through `DataLoader(stream, batch_size=None, num_workers=2)` (as
+    `stream.loader(2)`) and through `stream.prefetch(threads=2)`, in turn (ABBA: both see the
+    same load): (loader runs, prefetch runs)."""
+    stream = ShuffledHandBatches(store, batch_size=batch, seed=0)  # float16 depth, the default
+    loader_runs, prefetch_runs = [], []
+    makers = [(loader_runs, lambda: stream.loader(2)), (prefetch_runs, lambda: stream.prefetch(threads=2))]
+    for epoch in range(epochs):
+        for runs, make in makers[::-1] if epoch % 2 else makers:
+            stream.set_epoch(epoch)
+            runs.append(_consume(make(), limit))
+    return loader_runs, prefetch_runs
+
+
+def headline_rows(store: Path, repeats: int, quick: bool = False) -> list[dict]:
+    """benchmarks/run.py's reader rows: median samples/s of a shuffled epoch of `store`, 2
+    DataLoader workers and 2 prefetch threads (`--quick`: 16 k samples, one run)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the DataLoader's workers
+    try:
+        loader_runs, prefetch_runs = shuffled_epochs(store, 1 if quick else repeats, 256, 16384 if quick else None)
+    finally:
+        torch.set_num_threads(threads)
+    rows = []
+    for name, runs in (("reader: shuffled epoch, DataLoader 2 workers", loader_runs),
+                       ("reader: shuffled epoch, prefetch 2 threads", prefetch_runs)):
+        r = row(name, runs)
+        rows.append({"name": name, "value": r["samples_per_s"], "unit": "samples/s",
+                     "target": f">= {TARGET:,} (issues 6, 9)", "samples": r["samples"], "runs": r["runs"],
+                     "cpu_us_per_sample": r["cpu_us_per_sample"]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=ROOT / "data" / "train-clean.zarr")
@@ -103,35 +137,29 @@ def main() -> None:
     for dtype in (torch.float32, torch.float16):
         ceiling = DataLoader(HandOverOnly(64 if args.quick else 256, batch, dtype), batch_size=None, num_workers=2,
                              prefetch_factor=4)
-        rows.append(row(f"hand-over only (no reading): 2 workers, {str(dtype)[6:]} depth", [_consume(ceiling)]))
+        rows.append(row(f"PyTorch's hand-over alone (fresh shared memory, no reading): 2 workers, {str(dtype)[6:]}",
+                        [_consume(ceiling)]))
 
     naive = HandDataset(args.store)
     naive_samples = 256 if args.quick else 1024
     loader = DataLoader(naive, batch_size=batch, shuffle=True, num_workers=2)
     rows.append(row("naive: per-sample random access, shuffle=True, 2 workers", [_consume(loader, naive_samples)]))
 
-    stream = ShuffledHandBatches(args.store, batch_size=batch, seed=0)  # float16 depth, the default
     partial = 8192 if args.quick else None
-    runs = []
-    for epoch in range(1 if args.quick else args.epochs):
-        stream.set_epoch(epoch)
-        runs.append(_consume(stream.loader(2), partial))
-    rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers (float16 depth)", runs, target=TARGET))
+    loader_runs, prefetch_runs = shuffled_epochs(args.store, 1 if args.quick else args.epochs, batch, partial)
+    rows.append(row("ShuffledHandBatches: shuffled epoch, DataLoader 2 workers (float16 depth)", loader_runs,
+                    target=TARGET))
 
     full = ShuffledHandBatches(args.store, batch_size=batch, seed=0, depth_dtype="float32")
     rows.append(row("ShuffledHandBatches: shuffled epoch, 2 workers, depth_dtype=float32",
                     [_consume(full.loader(2), partial)]))
 
-    runs = []
-    for epoch in range(1 if args.quick else args.epochs):
-        stream.set_epoch(epoch)
-        runs.append(_consume(stream.prefetch(threads=2), partial))
-    rows.append(row("ShuffledHandBatches.prefetch: shuffled epoch, 2 worker threads (float16 depth)", runs,
-                    target=TARGET))
+    rows.append(row("ShuffledHandBatches.prefetch: shuffled epoch, 2 worker threads (float16 depth)",
+                    prefetch_runs, target=TARGET))
     rows.append(row("ShuffledHandBatches.prefetch: shuffled epoch, 2 worker threads, depth_dtype=float32",
                     [_consume(full.prefetch(threads=2), partial)]))
 
-    stream.set_epoch(0)
+    stream = ShuffledHandBatches(args.store, batch_size=batch, seed=0)
     rows.append(row("ShuffledHandBatches: shuffled epoch, in the training process (no workers)",
                     [_consume(stream, partial)]))
 

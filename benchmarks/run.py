@@ -1,6 +1,6 @@
 """synthgen's speed targets, measured in one run: prints a table, writes benchmarks/results/run.json.
 
-    python benchmarks/run.py [--quick] [--only render,sample,estimate,score]
+    python benchmarks/run.py [--quick] [--only render,sample,estimate,score,reader]
 
 Each row is the median of `--repeats` timings. This machine is shared and its timings swing
 2-5x with other load (../shared/notes/machine-facts.md), so compare rows of one run, and read
@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHGEN = [sys.executable, str(ROOT / "cli.py")]
 DEFAULT_MODEL = ROOT / "assets" / "models" / "default"
+TRAIN_STORE = ROOT / "data" / "train-clean.zarr"
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -123,10 +124,18 @@ def bench_score(n: int) -> list[dict]:
              "target": "10k in minutes, not hours (issue 5)"}]
 
 
+def bench_reader(repeats: int, quick: bool) -> list[dict]:
+    """Shuffled epochs of data/train-clean.zarr through ShuffledHandBatches: 2 DataLoader workers
+    and 2 prefetch threads, taken in turn (benchmarks/reader.py has the full reader table)."""
+    from reader import headline_rows  # benchmarks/reader.py, next to this script
+
+    return headline_rows(TRAIN_STORE, repeats, quick)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (a smoke test)")
-    parser.add_argument("--only", default="render,sample,estimate,score")
+    parser.add_argument("--only", default="render,sample,estimate,score,reader")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
@@ -141,6 +150,8 @@ def main() -> None:
         rows += bench_estimate(repeats)
     if "score" in wanted and have_model:
         rows += bench_score(1000 if args.quick else 10_000)
+    if "reader" in wanted and TRAIN_STORE.is_dir():
+        rows += bench_reader(repeats, args.quick)
 
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

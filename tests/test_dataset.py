@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import Counter
 from pathlib import Path
@@ -10,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from synthgen.conventions import CROP_SIZE, JOINT_NAMES, LAYOUTS, NYU_EVAL_JOINTS
-from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, _ShardBlocks, transform_crops
+from synthgen.data import dataset as dataset_module
+from synthgen.data.dataset import (RING_SLOTS, Augmentation, HandDataset, ShuffledHandBatches, _ShardBlocks,
+                                   transform_crops)
 from synthgen.data.layouts import converter, nyu36_from_canonical
 from synthgen.data.reader import open_store
 from synthgen.data.schema import CorruptStoreError, SampleBatch, StoreMetadata, shard_path
@@ -136,6 +139,111 @@ def test_two_dataloader_workers_split_the_epoch_reproducibly(store):
     assert {len(b["index"]) for b in epoch(dropped, num_workers=2)} == {32}
 
 
+def check_epoch(batches: list[dict], data) -> np.ndarray:
+    """Every sample of `data` exactly once, each with its own depth, pose and centre; the order."""
+    order = indices(batches)
+    assert sorted(order.tolist()) == list(range(len(data)))
+    expected = data.read(order)
+    np.testing.assert_array_equal(torch.cat([b["depth"] for b in batches])[:, 0].numpy(), expected.depth)
+    np.testing.assert_array_equal(torch.cat([b["joints"] for b in batches]).numpy(), expected.pose)
+    np.testing.assert_array_equal(torch.cat([b["center"] for b in batches]).numpy(), expected.center)
+    return order
+
+
+def test_worker_batches_are_exact_seeded_and_their_memory_is_reused_only_when_dropped(tmp_path, monkeypatch):
+    path = make_store(tmp_path / "e.zarr", 640, seed=8)
+    data = open_store(path)
+    # 40 batches, 20 per worker: more than a worker's ring holds, so keeping them all (list)
+    # makes the workers fall back to memory of their own without touching a kept batch.
+    stream = ShuffledHandBatches(path, batch_size=16, seed=9, buffer_blocks=2)
+    orders = []
+    for epoch_number in (0, 1):
+        stream.set_epoch(epoch_number)
+        orders.append(check_epoch(epoch(stream, num_workers=2), data))
+    assert not np.array_equal(orders[0], orders[1])
+    other_seed = ShuffledHandBatches(path, batch_size=16, seed=10, buffer_blocks=2)
+    assert not np.array_equal(check_epoch(epoch(other_seed, num_workers=2), data), orders[0])
+
+    # Another DataLoader, of persistent workers that move on by themselves: the same two epochs.
+    persistent = DataLoader(ShuffledHandBatches(path, batch_size=16, seed=9, buffer_blocks=2), batch_size=None,
+                            num_workers=2, persistent_workers=True)
+    for expected in orders:
+        assert np.array_equal(check_epoch(list(persistent), data), expected)
+
+    # Dropping each batch as training does: every one is right when it arrives, and all 40 are
+    # made in the workers' rings (one block of memory each, counted across the fork).
+    allocations = torch.zeros(1, dtype=torch.int64).share_memory_()
+    real_new_tensor = dataset_module._new_tensor
+
+    def counted(shape, dtype):
+        allocations.add_(1)
+        return real_new_tensor(shape, dtype)
+
+    monkeypatch.setattr(dataset_module, "_new_tensor", counted)
+    stream.set_epoch(0)
+    seen = []
+    for batch in stream.loader(2, multiprocessing_context="fork"):
+        rows = batch["index"].numpy().copy()
+        np.testing.assert_array_equal(batch["depth"][:, 0].numpy(), data.read(rows).depth)
+        seen.append(rows)
+    assert np.array_equal(np.concatenate(seen), orders[0])
+    assert len(seen) == 40 > 2 * RING_SLOTS and int(allocations) == 2
+
+
+class _InWorker(IterableDataset):
+    """Wraps the stream, turning each batch into the batches `change` returns, in the worker."""
+
+    def __init__(self, stream: ShuffledHandBatches, change) -> None:
+        self.stream, self.change = stream, change
+
+    def __iter__(self):
+        return (changed for batch in self.stream for changed in self.change(batch))
+
+
+def _halve_depth(batch: dict) -> list[dict]:
+    batch["depth"] = batch["depth"].float() / 2  # a new tensor: the batch goes as plain tensors
+    return [batch]
+
+
+def _shift_joints(batch: dict) -> list[dict]:
+    batch["joints"] += 1.0  # in place, in the slot
+    return [batch]
+
+
+def _deep_copy(batch: dict) -> list[dict]:
+    return [copy.deepcopy(batch)]
+
+
+def _twice(batch: dict) -> list[dict]:
+    return [batch, batch]  # the second goes while the training process holds the first
+
+
+def test_batches_changed_inside_a_worker_arrive_as_changed(store):
+    data = open_store(store)
+    for change in (_halve_depth, _shift_joints, _deep_copy):
+        stream = ShuffledHandBatches(store, batch_size=32, seed=1)
+        batches = epoch(_InWorker(stream, change), num_workers=2)
+        order = indices(batches)
+        assert sorted(order.tolist()) == list(range(300)), change
+        expected = data.read(order)
+        depth = torch.cat([b["depth"] for b in batches])[:, 0].numpy()
+        joints = torch.cat([b["joints"] for b in batches]).numpy()
+        np.testing.assert_array_equal(depth, expected.depth / 2 if change is _halve_depth else expected.depth)
+        np.testing.assert_array_equal(joints, expected.pose + 1 if change is _shift_joints else expected.pose)
+        assert all(type(b) is dict for b in batches)
+
+    # A batch sent twice: the first copy is dropped (its slot may be reused), the second kept.
+    seen, kept = set(), []
+    for batch in DataLoader(_InWorker(ShuffledHandBatches(store, batch_size=8, seed=1), _twice), batch_size=None,
+                            num_workers=2):
+        key = tuple(batch["index"].tolist())
+        if key in seen:
+            kept.append(batch)
+        seen.add(key)
+    assert sorted(indices(kept).tolist()) == list(range(300))
+    np.testing.assert_array_equal(torch.cat([b["depth"] for b in kept])[:, 0].numpy(), data.read(indices(kept)).depth)
+
+
 def test_prefetch_threads_give_the_dataloaders_batches_in_its_order(store):
     stream = ShuffledHandBatches(store, batch_size=32, seed=5, buffer_blocks=2, augment=Augmentation())
     stream.set_epoch(2)
@@ -255,6 +363,9 @@ def test_direct_shard_reads_equal_zarrs_and_catch_damage(tmp_path):
         np.testing.assert_array_equal(blocks.read(start, min(start + BLOCK, 300)), depth[start:start + BLOCK])
     assert blocks._indices[0][1].tolist() == [2**64 - 1] * 2  # that block was read as "absent": fill
     np.testing.assert_array_equal(blocks.read(10, 20), depth[10:20])  # unaligned: through Zarr
+    out = np.empty((BLOCK, CROP_SIZE, CROP_SIZE), np.float16)
+    assert blocks.read(128, 192, out=out) is out  # a whole chunk, decoded in place
+    np.testing.assert_array_equal(out, depth[128:192])
 
     plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(100, 8, 8), chunks=(10, 8, 8), dtype="float16")
     plain[:] = np.arange(6400, dtype=np.float16).reshape(100, 8, 8)

@@ -10,24 +10,29 @@ samples inside that buffer. A batch therefore mixes samples of ~16 blocks spread
 store, and every block is decoded exactly once per epoch. Labels (pose, centre: 264 bytes a
 sample) are read once into memory when the stream is built, so only depth is read per epoch.
 
-Batches are made in the worker processes (the stream is an IterableDataset that yields whole
-batches; use `DataLoader(stream, batch_size=None, num_workers=W)` or `stream.loader(W)`): each
-buffer is decoded into memory the worker reuses, and each batch is gathered from it straight
-into shared memory, so it crosses to the training process without another copy. That hand-over
-is still the largest cost (measured ~50-80 µs of CPU per sample: fresh shared pages on both
-sides, against ~22 µs to read, decode and shuffle one), hence two choices: depth comes as the
-store holds it, float16 (exact, half the bytes; depth_dtype="float32" on request), and
-`prefetch(threads)` makes the same batches in background threads of the training process,
-with no hand-over at all (benchmarks/reader.py).
+Batches are made where the store is read (the stream is an IterableDataset that yields whole
+batches: `DataLoader(stream, batch_size=None, num_workers=W)`, or `stream.loader(W)`): each
+buffer is decoded into memory the reader reuses, and each batch is gathered from it into one
+slot of a small ring of batch-sized buffers, shared memory in a worker process. A worker's batch
+crosses to the training process as a reference to its slot, not as tensors. PyTorch's own
+hand-over puts every batch in fresh shared memory, whose pages are zeroed, mapped and freed again
+in both processes: ~50-80 µs of CPU a sample (measured), against ~20 µs to read, decode and
+shuffle one; the ring's pages are mapped once. A slot is reused only when no tensor of its batch
+is alive in either process, so batches can be kept as long as wanted (a batch that finds every
+slot held gets memory of its own). Depth comes as the store holds it, float16 (exact, half the
+bytes; depth_dtype="float32" on request). `prefetch(threads)` makes the same batches in
+background threads of the training process instead (benchmarks/reader.py compares them).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import queue
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -182,7 +187,9 @@ class _Output:
         if layout is None and len(own) > 1:
             raise InputError(f"the stores hold different joint layouts ({', '.join(sorted(own))}); pass layout=")
         self.layout = own.pop() if layout is None else layout
-        self.converters = [converter(s.joint_layout, self.layout) for s in stores]
+        self.sources = [s.joint_layout for s in stores]  # names, not converters: spawned workers unpickle them
+        for source in self.sources:
+            converter(source, self.layout)  # InputError now if there is none
         if joints not in JOINT_UNITS:
             raise InputError(f"joints must be one of {', '.join(JOINT_UNITS)}, got {joints!r}")
         if augment is not None and not isinstance(augment, Augmentation):
@@ -193,7 +200,7 @@ class _Output:
 
     def convert(self, store: int, pose: np.ndarray) -> np.ndarray:
         """A store's (n, J_store, 3) joints in mm -> (n, J, 3) float32 in the output layout."""
-        return np.ascontiguousarray(self.converters[store](pose), np.float32)
+        return np.ascontiguousarray(converter(self.sources[store], self.layout)(pose), np.float32)
 
     def units(self, joints: np.ndarray, center: np.ndarray) -> np.ndarray:
         """Output-layout joints in mm -> the chosen units."""
@@ -209,6 +216,124 @@ def _new_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     numel = math.prod(shape)
     storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel, device="cpu")
     return torch.empty(0, dtype=dtype).new(storage).view(shape)
+
+
+# --- batch memory, reused ------------------------------------------------------------------
+
+SLOT_HEADER = 64  # bytes before a slot's batch: its two holder flags, then padding (fields stay aligned)
+HELD_BY_TRAINER, HELD_BY_READER = 0, 1  # header byte k is 1 while a batch over the slot is alive there
+RING_SLOTS = 8  # batches alive at once per reader: DataLoader prefetch (4 in `loader()`) + in use + arriving
+
+
+def _pack(shapes: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> tuple[tuple, int]:
+    """A batch's byte layout: fields (name, byte offset, shape, dtype) packed in order at 64-byte
+    boundaries, and the bytes they take."""
+    fields, at = [], 0
+    for name, (shape, dtype) in shapes.items():
+        fields.append((name, at, shape, dtype))
+        at += -(-math.prod(shape) * dtype.itemsize // 64) * 64
+    return tuple(fields), at
+
+
+def _release(flags: np.ndarray, at: int, keep: object) -> None:
+    """Clear a slot's holder flag; `keep` is whatever had to stay alive as long as the batch."""
+    flags[at] = 0
+
+
+def _slot_batch(memory: torch.Tensor, start: int, layout: tuple[tuple, int], holder: int,
+                keep: object = None) -> dict[str, torch.Tensor]:
+    """Tensors laid out as `layout` over the slot at byte `start` of `memory` (uint8). The slot's
+    `holder` flag stays 1 until no tensor of the batch (nor any view of one) is alive in this
+    process: they share one storage, made over `payload`, which it keeps alive until the last goes."""
+    fields, nbytes = layout
+    flags = memory.numpy()
+    payload = flags[start + SLOT_HEADER:start + SLOT_HEADER + nbytes]
+    flags[start + holder] = 1
+    weakref.finalize(payload, _release, flags, start + holder, keep)
+    data = torch.from_numpy(payload)
+    return {name: data[offset:offset + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
+            for name, offset, shape, dtype in fields}
+
+
+class _Mapped(dict):
+    """The rings of one DataLoader's workers mapped in the training process (data pointer -> ring)."""
+
+
+_MAPPED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # the DataLoader's base seed -> _Mapped
+
+
+def _receive(memory: torch.Tensor, start: int, layout: tuple[tuple, int], loader: int | None) -> dict:
+    """A worker's batch (`_SharedBatch`) unpickled in the training process, as tensors over its slot.
+
+    Every batch from one DataLoader keeps all its workers' rings alive here, so that PyTorch,
+    which maps a shared storage again once no tensor holds it, maps each ring once rather than
+    once per batch (page faults: ~2.5 µs of CPU a sample, measured); the last batch gone unmaps them.
+    """
+    mapped = None
+    if loader is not None:  # a ring's slot, not memory of its own
+        mapped = _MAPPED.get(loader)
+        if mapped is None:
+            mapped = _MAPPED[loader] = _Mapped()
+        mapped[memory.data_ptr()] = memory
+    return _slot_batch(memory, start, layout, HELD_BY_TRAINER, keep=mapped)
+
+
+class _BatchRing:
+    """One reader's batch memory: `RING_SLOTS` batch-sized slots in one block (shared memory in a
+    DataLoader worker, touched only as used), a slot taken again once its last batch is gone from
+    the reader and from the training process; a batch that finds none free gets memory of its own.
+
+    Why: PyTorch hands a worker's tensors over in fresh shared memory, whose pages the kernel
+    zeroes in the worker, maps again in the trainer and frees after: ~20-35 µs of CPU a sample
+    in each process, more than reading the sample (measured). A ring's pages are made once and
+    stay mapped in both processes.
+    """
+
+    def __init__(self, slot_bytes: int) -> None:
+        self.slot_bytes = SLOT_HEADER + slot_bytes
+        self.memory = _new_tensor((RING_SLOTS * self.slot_bytes,), torch.uint8)
+        self.flags = self.memory.numpy()
+        info = get_worker_info()
+        self.loader = None if info is None else info.seed - info.id  # shared by the DataLoader's workers
+
+    def batch(self, layout: tuple[tuple, int]) -> dict[str, torch.Tensor]:
+        """Uninitialised tensors laid out as `layout` (at most the slot's bytes) in a free slot."""
+        for start in range(0, len(self.flags), self.slot_bytes):
+            if not self.flags[start:start + 2].any():
+                memory, loader = self.memory, self.loader
+                break
+        else:
+            memory, start, loader = _new_tensor((self.slot_bytes,), torch.uint8), 0, None
+        tensors = _slot_batch(memory, start, layout, HELD_BY_READER)
+        return _SharedBatch(tensors, (memory, start, layout, loader)) if memory.is_shared() else tensors
+
+
+class _SharedBatch(dict):
+    """A batch made in a DataLoader worker: a dict of its tensors there, pickled (by the
+    DataLoader, to the training process) as its slot, which `_receive` maps there as tensors.
+    A batch changed in the worker (a value replaced, a key added), or sent again while the
+    training process still holds it, pickles as plain tensors."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], slot: tuple) -> None:
+        super().__init__(tensors)
+        self._made, self._slot = tensors, slot
+
+    def __copy__(self) -> _SharedBatch:  # the DataLoader's default_convert copies the batch
+        clone = _SharedBatch(self._made, self._slot)
+        clone.update(self)
+        return clone
+
+    def __deepcopy__(self, memo: dict) -> dict:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self):
+        memory, start = self._slot[:2]
+        flags = memory.numpy()
+        changed = self.keys() != self._made.keys() or any(self[key] is not v for key, v in self._made.items())
+        if changed or flags[start + HELD_BY_TRAINER]:
+            return dict, (dict(self),)
+        flags[start + HELD_BY_TRAINER] = 1  # before the reader may see the slot free
+        return _receive, self._slot
 
 
 # --- map-style dataset ---------------------------------------------------------------------
@@ -310,8 +435,9 @@ class _ShardBlocks:
         self._indices: dict[int, np.ndarray | None] = {}
         self._zstd = Zstd()
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples [start, stop) of the depth array, float16; valid until the next read."""
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Samples [start, stop) of the depth array, float16; valid until the next read. A whole
+        inner chunk is decoded straight into `out` (float16, C-contiguous) when given: one copy fewer."""
         if not self.direct or start % self.chunk_size or stop - start > self.chunk_size:
             return self.array[start:stop]
         shard, inner = divmod(start // self.chunk_size, self.chunks_per_shard)
@@ -327,11 +453,12 @@ class _ShardBlocks:
         except FileNotFoundError:
             return self.fill[:stop - start]
         try:
-            block = self._zstd.decode(raw, out=self._decoded)  # float16, little-endian: as the host
+            whole = out is not None and stop - start == self.chunk_size
+            block = self._zstd.decode(raw, out=out if whole else self._decoded)  # float16, little-endian: as the host
         except (RuntimeError, ValueError) as error:
             raise CorruptStoreError(f"{path}: inner chunk {inner} does not decode ({error}); the store is damaged "
                                     f"(`synthgen verify` names the chunk)") from None
-        return block[:stop - start]
+        return out if whole else block[:stop - start]
 
     def _index(self, shard: int, file, path: Path) -> np.ndarray | None:
         """(chunks per shard, 2) offsets and sizes, read once per shard and checked (crc32c)."""
@@ -398,6 +525,20 @@ class ShuffledHandBatches(IterableDataset):
     together) takes round(ratio * samples_per_epoch) from each store, cycling through a store
     (reshuffled each pass) when it is asked for more than it holds; blocks of the stores are
     interleaved evenly, so every buffer holds about the same mixture.
+
+    With a DataLoader (the stream makes whole batches, so no sampler and no collate)::
+
+        stream = ShuffledHandBatches(paths, batch_size=256, seed=0)
+        loader = DataLoader(stream, batch_size=None, num_workers=2, prefetch_factor=4)  # = stream.loader(2)
+        for epoch in range(epochs):
+            stream.set_epoch(epoch)
+            for batch in loader:
+                depth = batch["depth"].to(device).float()
+
+    Each worker reads its share of the one epoch plan (buffers worker, worker + W, ...), so the
+    workers together yield every sample once, in an order fixed by (seed, epoch); batches cross
+    to the training process in reused shared memory, without a copy (see the module docstring).
+    Persistent workers (`persistent_workers=True`) move on to the next epoch by themselves.
     """
 
     def __init__(self, stores: str | Path | Sequence[str | Path], *, batch_size: int = 256,
@@ -525,17 +666,18 @@ class ShuffledHandBatches(IterableDataset):
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         # One set of open readers per process: never share Zarr handles across a fork.
         if self._reading is None or self._reading[0] != os.getpid():
-            self._reading = (os.getpid(), _Reading(self.paths))
+            self._reading = (os.getpid(), self._new_reading())
         yield from self._batches(worker, workers, *self._next_epoch(), self._reading[1])
 
     def prefetch(self, threads: int = 2, queue_depth: int = 4) -> Iterator[dict[str, torch.Tensor]]:
         """One epoch made by `threads` background threads of this process instead of worker
         processes: the same batches in the same order as `DataLoader(num_workers=threads)`.
 
-        Handing a batch from a worker process over shared memory costs more CPU than making it
-        (see the module docstring); threads hand batches over for free, and they overlap the
-        trainer's steps as workers do (torch's ops, file reads and tensor copies release the
-        GIL). Breaking out of the loop stops the threads.
+        Threads need no hand-over between processes (a few µs of CPU a sample even through the
+        batch ring, see the module docstring) and no worker start-up each epoch, and they
+        overlap the trainer's steps as workers do (torch's ops, file reads and tensor copies
+        release the GIL); worker processes keep the reading off the training process's GIL.
+        Breaking out of the loop stops the threads.
         """
         if not isinstance(threads, int) or threads < 1 or queue_depth < 1:
             raise InputError(f"threads and queue_depth must be positive integers, got {threads}, {queue_depth}")
@@ -554,7 +696,7 @@ class ShuffledHandBatches(IterableDataset):
 
         def produce(k: int) -> None:
             try:
-                for batch in self._batches(k, threads, base_seed, epoch, _Reading(self.paths)):
+                for batch in self._batches(k, threads, base_seed, epoch, self._new_reading()):
                     if not put(k, batch):
                         return
                 put(k, _EPOCH_END)
@@ -581,6 +723,9 @@ class ShuffledHandBatches(IterableDataset):
             for thread in producers:
                 thread.join()
 
+    def _new_reading(self) -> _Reading:
+        return _Reading(self.paths, self._batch_layout(self.batch_size)[1])
+
     def _batches(self, worker: int, workers: int, base_seed: int, epoch: int, reading: _Reading
                  ) -> Iterator[dict[str, torch.Tensor]]:
         """Worker `worker` of `workers`'s share of the epoch: buffers worker, worker + workers, ..."""
@@ -601,15 +746,15 @@ class ShuffledHandBatches(IterableDataset):
                 pending = {key: np.concatenate([pending[key], head[key]]) for key in pending}
                 if len(pending["index"]) < size:
                     continue
-                yield self._batch(pending, np.arange(size))
+                yield self._batch(pending, np.arange(size), reading.ring)
                 pending = None
             for start in range(at, count - size + 1, size):
-                yield self._batch(samples, order[start:start + size])
+                yield self._batch(samples, order[start:start + size], reading.ring)
                 at = start + size
             if at < count:
                 pending = _gather(samples, order[at:])
         if pending is not None and not self.drop_last:
-            yield self._batch(pending, np.arange(len(pending["index"])))
+            yield self._batch(pending, np.arange(len(pending["index"])), reading.ring)
 
     def _read(self, blocks: list[_Block], reading: _Reading) -> dict[str, np.ndarray]:
         """Decode the buffer's blocks (one read each) into the reader's reusable depth buffer
@@ -630,7 +775,10 @@ class ShuffledHandBatches(IterableDataset):
         at = 0
         for block in blocks:
             rows = slice(at, at + block.stop - block.start)
-            buffer[rows].copy_(torch.from_numpy(reading.depth[block.store].read(block.start, block.stop)))
+            target = buffer[rows].numpy() if dtype == torch.float16 else None
+            depth = reading.depth[block.store].read(block.start, block.stop, out=target)
+            if depth is not target:
+                buffer[rows].copy_(torch.from_numpy(depth))
             pose[rows] = self._pose[block.store][block.start:block.stop]
             center[rows] = self._center[block.store][block.start:block.stop]
             store_ids[rows] = block.store
@@ -648,30 +796,39 @@ class ShuffledHandBatches(IterableDataset):
             depth[rows], pose[rows] = self.output.augment.apply(depth[rows], pose[rows], samples["center"][rows],
                                                                 self.cube_mm, rng)
 
-    def _batch(self, samples: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """Rows `rows` of `samples` as output tensors: depth gathered straight into shared memory."""
+    def _batch_layout(self, count: int) -> tuple[tuple, int]:
+        """The byte layout of a batch of `count` samples (see `_pack`)."""
+        size = self.crop_size
+        return _pack({"depth": ((count, 1, size, size), self.depth_dtype),
+                        "joints": ((count, len(self.joint_names), 3), torch.float32),
+                        "center": ((count, 3), torch.float32), "index": ((count,), torch.int64),
+                        "store": ((count,), torch.int64)})
+
+    def _batch(self, samples: dict[str, np.ndarray], rows: np.ndarray, ring: _BatchRing) -> dict[str, torch.Tensor]:
+        """Rows `rows` of `samples` as output tensors, gathered straight into a slot of `ring`."""
         n, size = len(rows), self.crop_size
-        depth = _new_tensor((n, 1, size, size), self.depth_dtype)
-        source = torch.from_numpy(samples["depth"])
+        batch = ring.batch(self._batch_layout(n))
+        source, depth = torch.from_numpy(samples["depth"]), batch["depth"].view(n, size, size)
         if source.dtype == self.depth_dtype:
-            torch.index_select(source, 0, torch.from_numpy(rows), out=depth.view(n, size, size))
+            torch.index_select(source, 0, torch.from_numpy(rows), out=depth)
         else:  # augmented (float32) depth handed over as float16: rounded as the store would
-            depth.view(n, size, size).copy_(source[torch.from_numpy(rows)])
+            depth.copy_(source[torch.from_numpy(rows)])
         center = samples["center"][rows]
-        joints = self.output.units(samples["pose"][rows], center)
-        joints_out = _new_tensor(joints.shape, torch.float32)
-        joints_out.copy_(torch.from_numpy(joints))
-        return {"depth": depth, "joints": joints_out, "center": torch.from_numpy(center),
-                "index": torch.from_numpy(samples["index"][rows]), "store": torch.from_numpy(samples["store"][rows])}
+        batch["joints"].numpy()[:] = self.output.units(samples["pose"][rows], center)
+        batch["center"].numpy()[:] = center
+        batch["index"].numpy()[:] = samples["index"][rows]
+        batch["store"].numpy()[:] = samples["store"][rows]
+        return batch
 
 
 class _Reading:
-    """What one reader (a process or a prefetch thread) keeps: open depth readers per store and
-    its reusable depth buffer."""
+    """What one reader (a process or a prefetch thread) keeps: open depth readers per store,
+    its reusable depth buffer and the memory its batches are made in."""
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], batch_bytes: int) -> None:
         self.depth = [_ShardBlocks(store.path, store.depth) for store in (open_store(p) for p in paths)]
         self.buffer: torch.Tensor | None = None
+        self.ring = _BatchRing(batch_bytes)
 
 
 _EPOCH_END = object()  # a prefetch thread's last item
