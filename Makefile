@@ -3,7 +3,7 @@ PY := .venv/bin/python
 N ?= 10000
 OUT ?= out/samples.zarr
 
-.PHONY: setup sample baseline model depthnet realism downstream test benchmarks clean
+.PHONY: media setup sample baseline model depthnet realism downstream test benchmarks clean
 
 setup: .venv/.installed
 
@@ -65,6 +65,13 @@ realism: data/train-clean.zarr data/default-10k.zarr $(TEST_DATA)
 # docs/downstream.md: a regressor on 1k labels, with and without 100k synthgen samples.
 downstream: data/train-clean.zarr data/samples-100k.zarr $(TEST_DATA)
 	$(PY) benchmarks/downstream.py
+
+# docs/sample_grid.png, docs/walk.gif, docs/interpolate.gif from the shipped default model.
+media: setup
+	$(SG) sample --n 16 --seed 0 --out out/media-grid.zarr --overwrite
+	$(SG) preview out/media-grid.zarr --n 16 --out docs/sample_grid.png --overwrite
+	$(SG) walk --steps 120 --step-size 0.15 --seed 0 --video docs/walk.gif --overwrite
+	$(SG) interpolate --from seed:1 --to seed:2 --steps 60 --mode slerp --video docs/interpolate.gif --overwrite
 
 test: setup
 	$(PY) -m pytest -q
