@@ -240,6 +240,61 @@ def test_a_hand_renders_the_same_alone_or_in_any_batch(mesh, crop_renderer):
     assert len(np.unique([(hand > 0).sum() for hand in batch])) > 60  # 70 different hands, not one repeated
 
 
+def test_a_stream_renders_each_batch_as_render_batch_does_one_batch_ahead(mesh, crop_renderer):
+    """render_stream keeps one draw in flight: batch k comes back only once batch k + 1 has been
+    taken (and submitted), yet every batch, empty or spanning draws, is bit-identical to
+    render_batch, even with another renderer's context made current between batches."""
+    pose = _facing_poses(np.random.default_rng(8), 150)
+    vertices = pose_vertices(mesh, pose).numpy()
+    crops = [camera.crop_intrinsics(camera.hand_center(j)) for j in forward_kinematics(pose)[0].numpy()]
+    sizes = [3, 0, 64, 70, 1, 12]  # 70 spans two draws; 0 must still come back in its place
+    bounds = np.cumsum([0, *sizes])
+    expected = [crop_renderer.render_batch(vertices[a:b], crops[a:b]) for a, b in zip(bounds, bounds[1:])]
+    taken = []
+
+    def batches():
+        for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            taken.append(k)
+            yield vertices[a:b], crops[a:b]
+
+    with DepthRenderer(CROP.width, CROP.height) as other:
+        for k, depth in enumerate(crop_renderer.render_stream(batches())):
+            assert taken[-1] > k or k == len(sizes) - 1  # the next batch was taken first
+            assert depth.shape == (sizes[k], CROP.height, CROP.width)
+            assert np.array_equal(depth, expected[k]), k
+            other.render(vertices[0], crops[0])  # another context current between batches
+    assert k == len(sizes) - 1
+
+
+def test_starting_a_renderer_imports_neither_pyrender_nor_trimesh_and_keeps_freed_memory():
+    """Start-up: the context is made without importing pyrender (and the trimesh and pyglet it
+    pulls in). Memory: with MALLOC_TRIM_THRESHOLD_ set (as Dask sets it for its workers), buffers
+    of a few MB freed and allocated again must come back from the heap, not as fresh pages."""
+    probe = textwrap.dedent(
+        """
+        import resource, sys
+        import numpy as np
+        from synthgen.hand.render import DepthRenderer
+        DepthRenderer(16, 16, faces=np.array([[0, 1, 2]]))
+        buffers = [np.ones(1 << 21, np.float32) for _ in range(4)]  # 8 MB each, touched
+        del buffers
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            buffers = [np.ones(1 << 21, np.float32) for _ in range(4)]
+            del buffers
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        print(faults, sorted(name for name in ("pyrender", "trimesh", "pyglet") if name in sys.modules))
+        """
+    )
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": python_path, "MALLOC_TRIM_THRESHOLD_": "65536"})
+    assert result.returncode == 0, result.stderr
+    faults, imported = result.stdout.split(maxsplit=1)
+    assert imported.strip() == "[]"
+    assert int(faults) < 2000  # mapped afresh each time, 80 buffers of 2048 pages would fault ~160 000 times
+
+
 def test_render_batch_checks_its_inputs(mesh, crop_renderer):
     vertices = pose_vertices(mesh, HandPose.rest(2)).numpy() + np.float32([0, 0, 400])
     with pytest.raises(ValueError, match="2 hands but 1 intrinsics"):

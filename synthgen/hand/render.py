@@ -14,8 +14,17 @@ cannot switch afterwards, so the choice is made before OpenGL is imported: the `
 argument, else $SYNTHGEN_GL, else $PYOPENGL_PLATFORM, else EGL when an EGL device can be opened
 (probed through ctypes, without importing OpenGL), else OSMesa. EGL comes first because it ships
 with the base image, while OSMesa needs libosmesa6 and PyOpenGL >= 3.1.7 beyond pyrender's pin.
-pyrender's platform classes only create the context; what is drawn is this module's own, so
-both backends give identical depth maps at the same speed on llvmpipe.
+The headless context is made here as pyrender's platform classes make it (EGL through libEGL,
+OSMesa through PyOpenGL): importing pyrender for those few calls (it brings trimesh, pyglet and
+its viewer) cost every rendering process ~0.5 s of CPU at start-up. What is drawn is this module's
+own, so both backends give identical depth maps at the same speed on llvmpipe.
+
+Throughput: at 128² a hand's ~8.8k front-facing triangles are about a pixel each, and
+llvmpipe's time goes to vertex processing, triangle setup and binning in the calling thread and
+to rasterisation in its own threads (LP_NUM_THREADS; ~60 / 40 % of the CPU time). `render_stream`
+keeps one draw in flight, so llvmpipe rasterises the last draw while this thread bins the next
+one and its caller skins, normalises and writes: the same depth maps, in less wall time when a
+core is free.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ import importlib.metadata
 import os
 import sys
 import weakref
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -69,21 +79,45 @@ void main() {}  // depth only
 """
 
 
-def _egl_device_opens() -> bool:
-    """Whether EGL can initialise a device display, as pyrender's EGL platform will ask it to."""
+EGL_PLATFORM_DEVICE_EXT = 0x313F
+
+
+def _egl_library():
     library = ctypes.util.find_library("EGL")
     if library is None:
-        return False
+        return None
     try:
         egl = ctypes.CDLL(library)
     except OSError:
-        return False
-    egl.eglGetProcAddress.restype = ctypes.c_void_p
-    egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
+        return None
+    pointer, uint = ctypes.c_void_p, ctypes.c_uint
+    for name, restype, argtypes in (
+        ("eglGetProcAddress", pointer, [ctypes.c_char_p]),
+        ("eglInitialize", uint, [pointer, pointer, pointer]),
+        ("eglTerminate", uint, [pointer]),
+        ("eglChooseConfig", uint, [pointer, pointer, pointer, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]),
+        ("eglBindAPI", uint, [uint]),
+        ("eglCreateContext", pointer, [pointer, pointer, pointer, pointer]),
+        ("eglMakeCurrent", uint, [pointer, pointer, pointer, pointer]),
+        ("eglGetCurrentContext", pointer, []),
+        ("eglDestroyContext", uint, [pointer, pointer]),
+        ("eglGetError", ctypes.c_int, []),
+    ):
+        function = getattr(egl, name)
+        function.restype, function.argtypes = restype, argtypes
+    return egl
+
+
+def _egl_device_display(egl) -> int | None:
+    """The initialised EGLDisplay of device $EGL_DEVICE_ID (default 0), or None.
+
+    Every call returns the same display for the same device; it stays initialised until
+    eglTerminate, which ends every context made on it.
+    """
     query_address = egl.eglGetProcAddress(b"eglQueryDevicesEXT")
     display_address = egl.eglGetProcAddress(b"eglGetPlatformDisplayEXT")
     if not (query_address and display_address):
-        return False
+        return None
     query_devices = ctypes.CFUNCTYPE(
         ctypes.c_uint, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int)
     )(query_address)
@@ -92,12 +126,18 @@ def _egl_device_opens() -> bool:
     count = ctypes.c_int(0)
     device_index = int(os.environ.get("EGL_DEVICE_ID", "0"))
     if not query_devices(16, devices, ctypes.byref(count)) or device_index >= count.value:
-        return False
-    egl_platform_device_ext = 0x313F
-    display = get_display(egl_platform_device_ext, devices[device_index], None)
-    egl.eglInitialize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    egl.eglTerminate.argtypes = [ctypes.c_void_p]
+        return None
+    display = get_display(EGL_PLATFORM_DEVICE_EXT, devices[device_index], None)
     if not display or not egl.eglInitialize(display, None, None):
+        return None
+    return display
+
+
+def _egl_device_opens() -> bool:
+    """Whether EGL can initialise a device display, as an EGL context will ask it to."""
+    egl = _egl_library()
+    display = None if egl is None else _egl_device_display(egl)
+    if display is None:
         return False
     egl.eglTerminate(display)
     return True
@@ -133,58 +173,106 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
-def _create_context(backend: str):
-    """A current OpenGL context from pyrender's headless platform classes."""
-    if backend == "egl":
-        from pyrender.platforms.egl import EGLPlatform as Platform  # installs PyOpenGL's EGL platform
-    else:
-        from pyrender.platforms.osmesa import OSMesaPlatform as Platform
-    platform = Platform(1, 1)  # its default framebuffer is never drawn to
-    platform.init_context()
-    platform.make_current()
-    return platform
+class _EGLContext:
+    """A current OpenGL 4.1 core context on the EGL device, with no surface (framebuffers only).
+
+    All contexts of a process share the device's one EGLDisplay, so only the last one to be
+    released terminates it: terminating it earlier would end every other context.
+    """
+
+    open_contexts = 0
+
+    def __init__(self) -> None:
+        egl = self._egl = _egl_library()
+        self._display = None if egl is None else _egl_device_display(egl)
+        if self._display is None:
+            raise RuntimeError("cannot open an EGL device display for headless rendering")
+        egl_none = 0x3038
+        config_attributes = (ctypes.c_int * 15)(
+            0x3033, 0x0001,  # EGL_SURFACE_TYPE: EGL_PBUFFER_BIT
+            0x3022, 8, 0x3023, 8, 0x3024, 8,  # EGL_BLUE_SIZE, EGL_GREEN_SIZE, EGL_RED_SIZE
+            0x3025, 24,  # EGL_DEPTH_SIZE
+            0x3040, 0x0008,  # EGL_RENDERABLE_TYPE: EGL_OPENGL_BIT
+            0x3042, 0x0008,  # EGL_CONFORMANT: EGL_OPENGL_BIT
+            egl_none,
+        )
+        context_attributes = (ctypes.c_int * 7)(
+            0x3098, 4, 0x30FB, 1,  # EGL_CONTEXT_MAJOR_VERSION, EGL_CONTEXT_MINOR_VERSION
+            0x30FD, 0x0001,  # EGL_CONTEXT_OPENGL_PROFILE_MASK: EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT
+            egl_none,
+        )
+        config, count = ctypes.c_void_p(), ctypes.c_int(0)
+        egl_opengl_api = 0x30A2
+        if not (egl.eglChooseConfig(self._display, config_attributes, ctypes.byref(config), 1, ctypes.byref(count))
+                and count.value and egl.eglBindAPI(egl_opengl_api)):
+            raise RuntimeError(f"EGL offers no OpenGL configuration (error {egl.eglGetError():#x})")
+        self._context = egl.eglCreateContext(self._display, config, None, context_attributes)
+        if not self._context:
+            raise RuntimeError(f"cannot create an OpenGL 4.1 core context on EGL (error {egl.eglGetError():#x})")
+        _EGLContext.open_contexts += 1
+        self.make_current()
+
+    def make_current(self) -> None:
+        if self._egl.eglGetCurrentContext() != self._context:
+            if not self._egl.eglMakeCurrent(self._display, None, None, self._context):
+                raise RuntimeError(f"eglMakeCurrent failed (error {self._egl.eglGetError():#x})")
+
+    def release(self) -> None:
+        if self._egl.eglGetCurrentContext() == self._context:
+            self._egl.eglMakeCurrent(self._display, None, None, None)
+        self._egl.eglDestroyContext(self._display, self._context)
+        _EGLContext.open_contexts -= 1
+        if _EGLContext.open_contexts == 0:
+            self._egl.eglTerminate(self._display)
 
 
-def _keep_freed_heap_memory() -> None:
-    """Stop glibc handing freed heap memory back to the kernel (process-wide; glibc only).
+class _OSMesaContext:
+    """A current OpenGL 3.3 core context of OSMesa, drawing to framebuffers (its own 1x1 buffer unused)."""
 
-    llvmpipe allocates and frees megabytes of binning memory on every draw. With glibc's
-    default (adaptive) trim threshold that memory went back to the kernel and returned as
-    fresh zeroed pages: ~60 page faults and ~10 % of the CPU time per rendered hand. It only
-    keeps memory the process has already used.
+    def __init__(self) -> None:
+        from OpenGL import arrays, osmesa
+
+        attributes = arrays.GLintArray.asArray([
+            osmesa.OSMESA_FORMAT, osmesa.OSMESA_RGBA, osmesa.OSMESA_DEPTH_BITS, 24,
+            osmesa.OSMESA_PROFILE, osmesa.OSMESA_CORE_PROFILE,
+            osmesa.OSMESA_CONTEXT_MAJOR_VERSION, 3, osmesa.OSMESA_CONTEXT_MINOR_VERSION, 3, 0,
+        ])
+        self._context = osmesa.OSMesaCreateContextAttribs(attributes, None)
+        if not self._context:
+            raise RuntimeError("cannot create an OpenGL 3.3 core context with OSMesa")
+        self._buffer = arrays.GLubyteArray.zeros((1, 1, 4))
+        self.make_current()
+
+    def make_current(self) -> None:
+        from OpenGL import GL, osmesa
+
+        if not osmesa.OSMesaMakeCurrent(self._context, self._buffer, GL.GL_UNSIGNED_BYTE, 1, 1):
+            raise RuntimeError("OSMesaMakeCurrent failed")
+
+    def release(self) -> None:
+        from OpenGL import osmesa
+
+        osmesa.OSMesaDestroyContext(self._context)
+
+
+def keep_freed_heap_memory() -> None:
+    """Stop glibc handing freed memory back to the kernel (process-wide; glibc only).
+
+    llvmpipe allocates and frees megabytes of binning memory on every draw, and writing a chunk
+    (float16 conversion, zstd, shard assembly) buffers of 0.1-64 MB. Handed back, that memory
+    returned as fresh zeroed pages: ~60 page faults and ~10 % of the CPU time per rendered hand
+    with glibc's default trim threshold. Setting that threshold also freezes glibc's mmap
+    threshold, at 128 kB where nothing had raised it yet (Dask's workers start with
+    MALLOC_TRIM_THRESHOLD_ set): every buffer above it was then mapped and unmapped per use,
+    ~50 page faults and ~300 µs of CPU per sample written. Both thresholds are therefore set
+    (32 MB is glibc's largest mmap threshold). It only keeps memory the process has used.
     """
     libc = ctypes.util.find_library("c")
     mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
     if mallopt is not None:
-        m_trim_threshold = -1  # <malloc.h>
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
         mallopt(m_trim_threshold, 256 << 20)
-
-
-_open_egl_renderers = 0  # per process: only the last EGL renderer to close may end the display
-
-
-def _release(platform, backend: str) -> None:
-    """Free one renderer's GL context; runs once, from close(), garbage collection or exit."""
-    global _open_egl_renderers
-    if backend == "egl":
-        _open_egl_renderers -= 1
-        if _open_egl_renderers > 0:
-            _destroy_egl_context_keep_display(platform)
-            return
-    platform.delete_context()
-
-
-def _destroy_egl_context_keep_display(platform) -> None:
-    """What pyrender's EGLPlatform.delete_context() does, minus its final eglTerminate.
-
-    All renderers of a process share the device's one EGLDisplay; terminating it for one
-    renderer would invalidate the contexts of all the others.
-    """
-    from OpenGL import EGL
-
-    EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
-    EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
-    platform._egl_context = platform._egl_display = None  # so the platform's own __del__ does nothing
+        mallopt(m_mmap_threshold, 32 << 20)
 
 
 class DepthRenderer:
@@ -198,7 +286,6 @@ class DepthRenderer:
     """
 
     def __init__(self, width: int, height: int, backend: str | None = None, faces: np.ndarray | None = None):
-        global _open_egl_renderers
         self.backend = select_backend(backend)
         self.width, self.height = int(width), int(height)
         faces = HandMesh.load().faces if faces is None else np.asarray(faces)
@@ -206,11 +293,10 @@ class DepthRenderer:
         hands = min(MAX_HANDS_PER_DRAW, max(1, MAX_LAYER_PIXELS // (self.width * self.height)))
         self.hands_per_draw = 1 << (hands.bit_length() - 1)  # a power of two, like each draw's layer count
 
-        _keep_freed_heap_memory()
-        self._platform = _create_context(self.backend)  # imports OpenGL, bound to the backend above
-        _open_egl_renderers += self.backend == "egl"
+        keep_freed_heap_memory()
+        self._context = (_EGLContext if self.backend == "egl" else _OSMesaContext)()
         # Unlike __del__, a finalizer also runs at interpreter exit while imports still work.
-        self._finalizer = weakref.finalize(self, _release, self._platform, self.backend)
+        self._finalizer = weakref.finalize(self, self._context.release)
         from OpenGL import GL
         from OpenGL.GL import shaders
 
@@ -248,12 +334,15 @@ class DepthRenderer:
         GL.glEnable(GL.GL_CULL_FACE)
         GL.glFrontFace(GL.GL_CW)  # counter-clockwise in the y-up camera is clockwise in y-down rows
 
-        self._targets: dict[int, tuple[int, int]] = {}  # layers -> (framebuffer, depth texture)
+        # (layers, slot) -> (framebuffer, depth texture); draws alternate between slots 0 and 1,
+        # so the one in flight is never the one drawn into next.
+        self._targets: dict[tuple[int, int], tuple[int, int]] = {}
         self._index_counts = np.full(self.hands_per_draw, indices.size, dtype=np.int32)
         self._index_offsets = (ctypes.c_void_p * self.hands_per_draw)()  # all hands share the faces
         self._base_vertices = np.arange(self.hands_per_draw, dtype=np.int32) * 3 * self.num_vertices
         self._intrinsics = np.zeros((self.hands_per_draw, 4), dtype=np.float32)
         self._readback = np.empty((self.hands_per_draw, self.height, self.width), dtype=np.float32)
+        self._slot = 0
 
     def render(self, vertices: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
         """(V, 3) mm camera coordinates (OpenCV axes) → (H, W) float32 depth z in mm, 0 = no surface."""
@@ -266,46 +355,81 @@ class DepthRenderer:
         drawn from (n, 3, V) coordinate planes, copied unless `vertices` is already a float32
         view of such planes (`planes.transpose(0, 2, 1)`, as linear-blend skinning yields them).
         """
-        if self._platform is None:
+        return next(self.render_stream([(vertices, intrinsics)]))
+
+    def render_stream(self, batches: Iterable[tuple[np.ndarray, Sequence[Intrinsics]]]) -> Iterator[np.ndarray]:
+        """The depth maps of each (vertices, intrinsics) batch in turn, each as `render_batch` gives it.
+
+        Pipelined: a draw is read back only once the next one has been submitted, so the next
+        batch is taken from `batches` (and skinned, if it is a generator) before the last one
+        is yielded, and llvmpipe rasterises each draw while this thread prepares the next.
+        """
+        if self._context is None:
             raise RuntimeError("render() after close()")
+        pending: deque[list] = deque()  # [depth, draws not yet read back] per batch, in order
+        in_flight = None  # (slot, hands, out, batch entry) of the draw not yet read back
+        for vertices, intrinsics in batches:
+            planes = self._check_batch(vertices, intrinsics)
+            entry = [np.empty((len(planes), self.height, self.width), dtype=np.float32), 0]
+            pending.append(entry)
+            for start in range(0, len(planes), self.hands_per_draw):
+                stop = min(start + self.hands_per_draw, len(planes))
+                self._context.make_current()
+                slot = self._submit(planes[start:stop], intrinsics[start:stop])
+                entry[1] += 1
+                if in_flight is not None:
+                    self._read_back(*in_flight)
+                in_flight = (slot, stop - start, entry[0][start:stop], entry)
+            while pending and pending[0][1] == 0:
+                yield pending.popleft()[0]
+        if in_flight is not None:
+            self._context.make_current()
+            self._read_back(*in_flight)
+        while pending:
+            yield pending.popleft()[0]
+
+    def _check_batch(self, vertices: np.ndarray, intrinsics: Sequence[Intrinsics]) -> np.ndarray:
+        """The batch's (n, 3, V) float32 coordinate planes, after checking it against this renderer."""
         vertices = np.asarray(vertices)
         if vertices.ndim != 3 or vertices.shape[1:] != (self.num_vertices, 3):
             raise ValueError(f"vertices: expected (n, {self.num_vertices}, 3), got {vertices.shape}")
-        planes = np.ascontiguousarray(vertices.transpose(0, 2, 1), dtype=np.float32)
         if len(intrinsics) != len(vertices):
             raise ValueError(f"{len(vertices)} hands but {len(intrinsics)} intrinsics")
         for intr in intrinsics:
             if (intr.width, intr.height) != (self.width, self.height):
                 raise ValueError(f"intrinsics are {intr.width}x{intr.height}, renderer is {self.width}x{self.height}")
-        depth = np.empty((len(vertices), self.height, self.width), dtype=np.float32)
-        self._platform.make_current()
-        for start in range(0, len(vertices), self.hands_per_draw):
-            stop = min(start + self.hands_per_draw, len(vertices))
-            self._draw(planes[start:stop], intrinsics[start:stop], depth[start:stop])
-        return depth
+        return np.ascontiguousarray(vertices.transpose(0, 2, 1), dtype=np.float32)
 
-    def _draw(self, planes: np.ndarray, intrinsics: Sequence[Intrinsics], out: np.ndarray) -> None:
-        """One draw of up to `hands_per_draw` hands, one per layer, read back into `out`."""
+    def _submit(self, planes: np.ndarray, intrinsics: Sequence[Intrinsics]) -> int:
+        """Draw up to `hands_per_draw` hands, one per layer, and hand the draw to llvmpipe's
+        rasteriser (glFlush); returns the target slot to read it back from."""
         gl, hands = self._gl, len(planes)
         gl.glBufferSubData(gl.GL_ARRAY_BUFFER, 0, planes.nbytes, planes)
         self._intrinsics[:hands] = [(c.fx, c.fy, c.cx + 0.5, c.cy + 0.5) for c in intrinsics]
         gl.glUniform4fv(self._intrinsics_location, hands, self._intrinsics)
         # Clearing and reading back cost per layer, so a small draw gets a small texture.
-        layers = 1 << (hands - 1).bit_length()
-        framebuffer, texture = self._target(layers)
+        slot, self._slot = self._slot, 1 - self._slot
+        framebuffer, _ = self._target(1 << (hands - 1).bit_length(), slot)
         gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, framebuffer)
         gl.glClear(gl.GL_DEPTH_BUFFER_BIT)
         gl.glMultiDrawElementsBaseVertex(gl.GL_TRIANGLES, self._index_counts, gl.GL_UNSIGNED_INT,
                                          self._index_offsets, hands, self._base_vertices)
-        gl.glBindTexture(gl.GL_TEXTURE_2D_ARRAY, texture)
+        gl.glFlush()
+        return slot
+
+    def _read_back(self, slot: int, hands: int, out: np.ndarray, entry: list) -> None:
+        """Wait for a submitted draw and turn its window depth into metric depth in `out`."""
+        gl, layers = self._gl, 1 << (hands - 1).bit_length()
+        gl.glBindTexture(gl.GL_TEXTURE_2D_ARRAY, self._target(layers, slot)[1])
         gl.glGetTexImage(gl.GL_TEXTURE_2D_ARRAY, 0, gl.GL_DEPTH_COMPONENT, gl.GL_FLOAT, self._readback[:layers])
         window_depth = self._readback[:hands]
         np.divide(Z_NEAR_MM, window_depth, out=out, where=window_depth > 0)
         out[window_depth <= 0] = 0.0
+        entry[1] -= 1
 
-    def _target(self, layers: int) -> tuple[int, int]:
-        """The framebuffer with a layered float depth texture of `layers` layers, made on first use."""
-        if layers not in self._targets:
+    def _target(self, layers: int, slot: int) -> tuple[int, int]:
+        """Slot `slot`'s framebuffer with a layered float depth texture of `layers` layers, made on first use."""
+        if (layers, slot) not in self._targets:
             gl = self._gl
             texture = gl.glGenTextures(1)
             gl.glBindTexture(gl.GL_TEXTURE_2D_ARRAY, texture)
@@ -319,13 +443,13 @@ class DepthRenderer:
             status = gl.glCheckFramebufferStatus(gl.GL_FRAMEBUFFER)
             if status != gl.GL_FRAMEBUFFER_COMPLETE:
                 raise RuntimeError(f"OpenGL framebuffer of {layers} depth layers is incomplete (status {status:#x})")
-            self._targets[layers] = framebuffer, texture
-        return self._targets[layers]
+            self._targets[layers, slot] = framebuffer, texture
+        return self._targets[layers, slot]
 
     def close(self) -> None:
         """Free the GL context now rather than whenever the garbage collector gets to it."""
         self._finalizer()
-        self._platform = None
+        self._context = None
 
     def __enter__(self) -> "DepthRenderer":
         return self
