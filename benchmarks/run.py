@@ -38,6 +38,26 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _interleaved_medians(fns: dict, repeats: int) -> dict:
+    """Median seconds of each fn, timed in turns (A, B, A, B, ...) so that load swings hit all alike."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _cli_peak_rss_mb(*args: str) -> float:
+    """Peak resident memory (MB) of one `synthgen` run."""
+    process = subprocess.Popen([*SYNTHGEN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status:
+        raise RuntimeError(f"synthgen {' '.join(args)} failed")
+    return usage.ru_maxrss / 1024
+
+
 def _cli(*args: str, env: dict | None = None) -> float:
     start = time.perf_counter()
     subprocess.run([*SYNTHGEN, *args], check=True, capture_output=True, env={**os.environ, **(env or {})})
@@ -45,7 +65,8 @@ def _cli(*args: str, env: dict | None = None) -> float:
 
 
 def bench_render(n: int, repeats: int) -> list[dict]:
-    """The mesh baseline, end to end (`synthgen render`, process start-up included), 1 and 2 workers."""
+    """The mesh baseline in-process (wall and CPU time) and end to end (`synthgen render`, 1 and 2
+    workers, whole commands and their start-up apart)."""
     from synthgen.hand.baseline import BaselineRenderer
 
     from synthgen.conventions import CAMERAS
@@ -58,9 +79,18 @@ def bench_render(n: int, repeats: int) -> list[dict]:
     rows = []
     source = BaselineRenderer(seed=0)
     source.make_chunk(0, 8)  # context, mesh upload
-    t = _median_time(lambda: source.make_chunk(1, 1024), repeats)
+    cpu_times = []
+
+    def one_chunk():
+        start = time.process_time()
+        source.make_chunk(1, 1024)
+        cpu_times.append(time.process_time() - start)
+
+    t = _median_time(one_chunk, repeats)
     rows.append({"name": "render: in-process, 1 chunk of 1024", "value": 1024 / t, "unit": "frames/s",
                  "target": ">= 500 (issue 2), >= 800 (issue 9)"})
+    rows.append({"name": "render: in-process, CPU time (all threads)", "unit": "us/frame",
+                 "value": statistics.median(cpu_times) / 1024 * 1e6, "target": "1e6 / this = frames/s per core"})
     pose = sample_poses(np.random.default_rng(0), 1024, CAMERAS["hands2017"])
     vertices = pose_vertices(HandMesh.load(), pose).numpy()
     crops = [camera.crop_intrinsics(center) for center in camera.hand_center(forward_kinematics(pose)[0].numpy())]
@@ -69,49 +99,84 @@ def bench_render(n: int, repeats: int) -> list[dict]:
         t = _median_time(lambda: renderer.render_batch(vertices, crops), repeats)
     rows.append({"name": "render: DepthRenderer.render_batch, 1024 hands", "value": 1024 / t, "unit": "frames/s",
                  "target": "the OpenGL part of the row above"})
+    # Whole commands, interleaved; a run of two 64-sample chunks (one per worker) measures a
+    # command's start-up and shutdown, and (n - 128) / (t(n) - t(128)) its rate once running.
+    small = 128
+    variants = [(backend, workers, count)
+                for backend in ("egl", "osmesa") for workers in (1, 2) for count in (small, n)]
     with tempfile.TemporaryDirectory() as tmp:
-        for backend, workers in (("egl", 1), ("egl", 2), ("osmesa", 1), ("osmesa", 2)):
-            t = _median_time(lambda: _cli("render", "--n", str(n), "--out", f"{tmp}/r.zarr", "--overwrite",
-                                          "--workers", str(workers), env={"SYNTHGEN_GL": backend}), repeats)
-            rows.append({"name": f"render: CLI, {n} samples, {backend}, {workers} worker(s)", "value": n / t,
-                         "unit": "frames/s", "target": "2 workers faster than 1"})
+        t = _interleaved_medians({(backend, workers, count): lambda b=backend, w=workers, c=count: _cli(
+            "render", "--n", str(c), "--out", f"{tmp}/r.zarr", "--overwrite", "--workers", str(w),
+            *(["--chunk-size", "64"] if c == small else []), env={"SYNTHGEN_GL": b})
+            for backend, workers, count in variants}, repeats)
+    for backend in ("egl", "osmesa"):
+        for workers in (1, 2):
+            whole, start_up = t[backend, workers, n], t[backend, workers, small]
+            rows += [{"name": f"render: CLI, {n} samples, {backend}, {workers} worker(s)", "value": n / whole,
+                      "unit": "frames/s", "target": "2 workers faster than 1"},
+                     {"name": f"render: CLI, {backend}, {workers} worker(s), excl. start-up", "value":
+                      (n - small) / (whole - start_up), "unit": "frames/s", "target": ">= 500 per process (issue 2)"},
+                     {"name": f"render: CLI start-up + shutdown, {backend}, {workers} worker(s)",
+                      "value": start_up * 1000, "unit": "ms", "target": f"(a {small}-sample run)"}]
     return rows
 
 
 def bench_sample(n: int, repeats: int) -> list[dict]:
-    """Bare generator forward vs end-to-end `synthgen sample` with the default model."""
+    """The depth generator alone on one 256-sample block, per precision path, and end-to-end
+    `synthgen sample` (--precision auto, the default, and fp32, the exact path), interleaved."""
+    import copy
+
+    from synthgen.models.inference import DepthGenerator
     from synthgen.sampling import load_model
+    from synthgen.sampling.pipeline import bf16_supported
 
     model = load_model(DEFAULT_MODEL)
+    exact = copy.deepcopy(model).eval()
+    exact.generator.to(memory_format=torch.channels_last)  # as SamplingPipeline runs it: same bits
+    paths = {"fp32 (exact)": exact.generate_depth, "fp32-fast": DepthGenerator(model)}
+    if bf16_supported():
+        paths["bf16"] = DepthGenerator(model, torch.bfloat16)
     codes = torch.randn(256, model.config.code_dim)
     with torch.inference_mode():
-        model.generate_depth(codes)
-        t_bare = _median_time(lambda: model.generate_depth(codes), repeats)
-    rows = [{"name": "sample: bare generator, fp32, batch 256", "value": 256 / t_bare, "unit": "samples/s",
-             "target": ">= 1500 (issue 9)"}]
+        for generate in paths.values():
+            generate(codes)
+        t = _interleaved_medians({name: lambda g=generate: g(codes) for name, generate in paths.items()},
+                                 max(repeats, 5))
+    rows = [{"name": f"sample: bare generator, {name}, batch 256", "value": 256 / t[name], "unit": "samples/s",
+             "target": ">= 1500 (issue 9)"} for name in paths]
     with tempfile.TemporaryDirectory() as tmp:
-        t = _median_time(lambda: _cli("sample", "--n", str(n), "--out", f"{tmp}/s.zarr", "--overwrite"), repeats)
-    rows.append({"name": f"sample: CLI end-to-end, {n} samples", "value": n / t, "unit": "samples/s",
-                 "target": ">= 0.8x bare"})
+        t = _interleaved_medians({p: lambda p=p: _cli("sample", "--n", str(n), "--out", f"{tmp}/{p}.zarr", "--overwrite",
+                                                      "--precision", p) for p in ("auto", "fp32")}, repeats)
+        rss = _cli_peak_rss_mb("sample", "--n", str(n), "--out", f"{tmp}/rss.zarr")
+    for precision in ("auto", "fp32"):
+        target = ">= 0.8x bare" + (", >= 1250 (100k in 80 s)" if precision == "auto" else "")
+        rows.append({"name": f"sample: CLI, {n} samples, --precision {precision}", "value": n / t[precision],
+                     "unit": "samples/s", "target": target})
+    rows.append({"name": f"sample: CLI peak RSS, {n} samples", "value": rss, "unit": "MB", "target": "< 1500"})
     return rows
 
 
 def bench_estimate(repeats: int) -> list[dict]:
-    """Depth → pose through the posterior path, single frames and batches, 2 threads."""
+    """Depth → pose, single frames and batches, 2 threads: `CrossingNets.estimate` (the exact module)
+    and `PoseEstimator` (its inference form, what `synthgen estimate` runs), interleaved."""
+    from synthgen.models.inference import PoseEstimator
     from synthgen.sampling import load_model
 
     model = load_model(DEFAULT_MODEL)
+    paths = {"exact module": model.estimate, "PoseEstimator": PoseEstimator(model)}
     rows = []
     for batch in (1, 256):
         depth = torch.rand(batch, 128, 128) * 2 - 1
         center = torch.tensor([[0.0, 0.0, 500.0]]).repeat(batch, 1)
+        loops = 200 if batch == 1 else 3
         with torch.inference_mode():
-            for _ in range(5):
-                model.estimate(depth, center)
-            loops = 200 if batch == 1 else 3
-            t = _median_time(lambda: [model.estimate(depth, center) for _ in range(loops)], repeats) / loops
-        rows.append({"name": f"estimate: batch {batch}", "value": batch / t, "unit": "frames/s",
-                     "target": ">= 300 (issue 3), >= 1000 single-frame (issue 9)" if batch == 1 else ""})
+            for estimate in paths.values():
+                for _ in range(5):
+                    estimate(depth, center)
+            t = _interleaved_medians({name: lambda e=estimate: [e(depth, center) for _ in range(loops)]
+                                      for name, estimate in paths.items()}, max(repeats, 5))
+        rows += [{"name": f"estimate: batch {batch}, {name}", "value": batch * loops / t[name], "unit": "frames/s",
+                  "target": ">= 300 (issue 3), >= 1000 single-frame (issue 9)" if batch == 1 else ""} for name in paths]
     return rows
 
 
@@ -142,7 +207,7 @@ def main() -> None:
     wanted = set(args.only.split(","))
     rows: list[dict] = []
     if "render" in wanted:
-        rows += bench_render(2048 if args.quick else 8192, repeats)
+        rows += bench_render(2048 if args.quick else 16384, repeats)
     have_model = (DEFAULT_MODEL / "config.json").is_file()
     if "sample" in wanted and have_model:
         rows += bench_sample(2048 if args.quick else 8192, repeats)

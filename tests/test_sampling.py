@@ -67,7 +67,7 @@ def model(model_dir):
 def sampled(model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample") / "s.zarr"
     result = invoke("sample", "--n", 300, "--out", out, "--model", model_dir, "--seed", 5, "--truncation", 2.0,
-                    "--prior", "standard")
+                    "--prior", "standard", "--precision", "fp32")  # the exact path (auto: tests/test_inference.py)
     assert result.exit_code == 0, result.output
     assert f"wrote 300 samples to {out}" in result.stdout and "MB on disk" in result.stdout
     return out

@@ -39,6 +39,20 @@ exactly `block_size` (256) samples, the last one padded; `batch_size` only sets 
 samples a pipeline step covers (the progress hook's granularity), never what a network call
 sees. The result is byte-identical across --batch-size and --workers on one machine and
 precision (thread count does not change the bits: checked in tests/test_sampling.py).
+
+Precision (which generator computes the depth; the pose decoder is always the exact fp32 one):
+
+* "fp32": the exact path, `CrossingNets.generate_depth` itself (its generator in channels_last,
+  which gives the same bits: tests/test_inference.py).
+* "fp32-fast": `synthgen.models.inference.DepthGenerator` in fp32 — BN folded, transposed convs
+  as phase convs — the same function up to float rounding (~2e-4 mm), ~2x faster on a CPU.
+* "bf16": the same rewrite with the convolutions after the first in bf16, ~4x faster where the
+  CPU has bf16 instructions.
+* "auto": the first of bf16, fp32-fast whose depth stays within FAST_TOLERANCE_MM of the exact
+  path on a calibration block of prior samples (see `depth_difference`), else fp32.
+
+A fast path is used only after that check (a bf16 or fp32-fast request that fails it is an
+InputError), and only on the CPU; "auto" on CUDA is fp32.
 """
 
 from __future__ import annotations
@@ -48,7 +62,6 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,12 +74,17 @@ from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
 from synthgen.hand import camera
 from synthgen.hand.noise import SensorNoise
+from synthgen.models.inference import DepthGenerator, depth_difference
 from synthgen.sampling.prior import CropCenters, LatentPrior
 
 #: Samples per network call, always (see the module docstring, "Determinism").
 BLOCK_SIZE = 256
-#: Largest |bf16 − fp32| depth difference (mm) accepted before bf16 is used.
-BF16_TOLERANCE_MM = 1.0
+#: A fast generator path is used only if, on the calibration block, the mean and the 99th
+#: percentile of its |Δdepth| from the exact path (mm, over pixels that are hand in either
+#: output) both stay below this.
+FAST_TOLERANCE_MM = 1.0
+PRECISIONS = ("fp32", "fp32-fast", "bf16", "auto")
+FAST_DTYPES = {"fp32-fast": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
 
 # Random streams of a chunk: independent generators, so adding one never shifts another.
@@ -107,9 +125,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+def bf16_supported() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 BF16 or AMX): the bf16 path's speed."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -144,24 +161,27 @@ class GeneratedSamples:
 class SamplingPipeline:
     """Codes + centres → samples with one model on one device, in fixed network blocks.
 
-    precision: "fp32", "bf16" (autocast for the depth generator; refused when it moves any depth
-    pixel of a calibration block by more than BF16_TOLERANCE_MM) or "auto" (bf16 where the
-    hardware has it and the check passes, else fp32). The pose decoder always runs in fp32.
+    precision: "fp32", "fp32-fast", "bf16" or "auto" (module docstring). `generator_error`
+    holds the calibration's `depth_difference` of the chosen fast path (None for fp32).
+    check=False skips the calibration of an explicit fast path: for a precision that an earlier
+    pipeline of the same model already resolved and checked (worker processes).
     The pipeline holds its own copy of the model, so the caller's model is never modified.
     """
 
     def __init__(self, model, *, device: str | torch.device = "cpu", precision: str = "fp32",
-                 noise: SensorNoise | None = None, cube_mm: float = CUBE_MM, block_size: int = BLOCK_SIZE):
+                 noise: SensorNoise | None = None, cube_mm: float = CUBE_MM, block_size: int = BLOCK_SIZE,
+                 check: bool = True):
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).to(self.device).eval()
         if self.device.type == "cpu":
-            # NHWC transposed convs: same bits here, ~1.2x faster (benchmarks in the report).
+            # NHWC transposed convs: same bits here, ~1.4x faster (docs/performance.md).
             self.model.generator.to(memory_format=torch.channels_last)
         self.noise = noise
         self.cube_mm = float(cube_mm)
         self.block_size = int(block_size)
-        self.bf16_error_mm: float | None = None
-        self.precision = self._choose_precision(precision)
+        self.generator_error: dict | None = None
+        self._fast: DepthGenerator | None = None
+        self.precision = self._choose_precision(precision, check)
 
     # 1 → 5: the whole pipeline, on given codes.
     def __call__(self, codes: torch.Tensor | np.ndarray, centers: np.ndarray, *,
@@ -248,37 +268,51 @@ class SamplingPipeline:
         joints = self.model.decode_pose(padded[:, :latent_dim], padded[:, latent_dim:], c)
         return joints[:k].float().cpu().numpy()
 
-    def _generate_block(self, codes: torch.Tensor, precision: str | None = None) -> np.ndarray:
+    def _generate_block(self, codes: torch.Tensor, fast: DepthGenerator | None = None) -> np.ndarray:
+        """Depth of one (padded) block: through `fast` if given, else the exact model."""
         k = len(codes)
-        padded = _pad(codes, self.block_size).to(self.device)
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                    if (precision or self.precision) == "bf16" else nullcontext())
-        with autocast:
-            depth = self.model.generate_depth(padded)
-        return depth[:k].float().clamp(-1.0, 1.0).cpu().numpy()
+        with torch.inference_mode():
+            padded = _pad(codes, self.block_size).to(self.device)
+            depth = fast(padded) if fast is not None else self.model.generate_depth(padded)
+            return depth[:k].float().clamp_(-1.0, 1.0).cpu().numpy()  # in place: a fresh tensor either way
 
     def _run_block(self, codes: torch.Tensor, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._decode_block(codes, centers), self._generate_block(codes)
+        return self._decode_block(codes, centers), self._generate_block(codes, self._fast)
 
     def _add_noise(self, depth: np.ndarray, center_z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         metric = camera.denormalize_depth(depth, center_z, self.cube_mm)
         return camera.normalize_depth(self.noise.apply(metric, rng), center_z, self.cube_mm)
 
-    def _choose_precision(self, precision: str) -> str:
-        if precision not in ("fp32", "bf16", "auto"):
-            raise InputError(f"precision must be fp32, bf16 or auto, got {precision!r}")
-        if precision == "fp32" or (precision == "auto" and not bf16_supported(self.device)):
+    def _choose_precision(self, precision: str, check: bool) -> str:
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "fp32" or (precision == "auto" and self.device.type != "cpu"):
             return "fp32"
-        # Calibrate on one block of prior samples: the largest depth change bf16 causes.
+        if self.device.type != "cpu":
+            raise InputError(f"precision {precision} is a CPU path; use fp32 or auto on {self.device.type}")
+        if precision == "bf16" and not bf16_supported():
+            raise InputError("precision bf16: this CPU has no bf16 support in oneDNN; use fp32-fast, fp32 or auto")
+        if precision != "auto":
+            candidates = [precision]
+        else:  # fastest first
+            candidates = ["bf16", "fp32-fast"] if bf16_supported() else ["fp32-fast"]
+        if not check and precision != "auto":
+            self._fast = DepthGenerator(self.model, FAST_DTYPES[candidates[0]])
+            return candidates[0]
+        # Calibrate on one block of prior samples: how far each fast path moves the depth.
         codes = LatentPrior().sample(self.model, self.block_size, torch.Generator().manual_seed(0))
-        diff = np.abs(self._generate_block(codes, "bf16") - self._generate_block(codes, "fp32"))
-        self.bf16_error_mm = float(diff.max()) * self.cube_mm / 2
-        if self.bf16_error_mm <= BF16_TOLERANCE_MM:
-            return "bf16"
-        if precision == "auto":
-            return "fp32"
-        raise InputError(f"--precision bf16 changes this model's depth by up to {self.bf16_error_mm:.2f} mm "
-                         f"(> {BF16_TOLERANCE_MM:g} mm); use --precision fp32")
+        exact = self._generate_block(codes)
+        for name in candidates:
+            fast = DepthGenerator(self.model, FAST_DTYPES[name])
+            error = depth_difference(exact, self._generate_block(codes, fast), self.cube_mm)
+            if error["mean_mm"] < FAST_TOLERANCE_MM and error["p99_mm"] < FAST_TOLERANCE_MM:
+                self._fast, self.generator_error = fast, error
+                return name
+            if precision != "auto":
+                raise InputError(f"precision {name} moves this model's depth by {error['mean_mm']:.2f} mm on average, "
+                                 f"{error['p99_mm']:.2f} mm at the 99th percentile (limit {FAST_TOLERANCE_MM:g} mm); "
+                                 f"use fp32 or auto")
+        return "fp32"
 
 
 def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -306,6 +340,7 @@ class _PipelineSource:
 
     def __post_init__(self) -> None:
         self._pipeline: SamplingPipeline | None = None
+        self._precision_checked = False
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -316,8 +351,10 @@ class _PipelineSource:
     def pipeline(self) -> SamplingPipeline:
         if self._pipeline is None:
             self._pipeline = SamplingPipeline(self.model, device=self.device, precision=self.precision,
-                                              noise=self.noise, cube_mm=self.cube_mm)
-            self.precision = self._pipeline.precision  # resolved once; workers reuse it unchecked
+                                              noise=self.noise, cube_mm=self.cube_mm,
+                                              check=not self._precision_checked)
+            # Resolved and checked once; worker processes (which unpickle this) reuse it unchecked.
+            self.precision, self._precision_checked = self._pipeline.precision, True
         return self._pipeline
 
     def _bounds(self, chunk_index: int, count: int) -> int:
