@@ -10,6 +10,7 @@ tolerance, and a bf16 or fp32-fast request outside it must be refused.
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -300,3 +301,14 @@ def test_sample_cli_defaults_to_auto_and_records_the_check(small, tmp_path):
     attrs = open_store(exact).attrs["parameters"]
     assert attrs["precision"] == "fp32" and attrs["generator_error_mm"] is None
     assert depth_difference(open_store(exact).depth[:], open_store(out).depth[:])["p99_mm"] < 1.0
+
+
+def test_sample_and_generate_let_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
+    import cli
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    cli._passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    cli._passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
