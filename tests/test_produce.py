@@ -193,3 +193,52 @@ def test_producing_processes_use_one_thread_each(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     assert (tmp_path / "s.zarr").is_dir() and os.environ["OMP_NUM_THREADS"] == "4"
     assert "LP_NUM_THREADS" not in os.environ
+
+
+class TorchThreadRecordingSource(NoiseSource):
+    """Records, per chunk, the producing thread and its torch thread count."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen: dict[int, tuple[str, int]] = {}
+
+    def make_chunk(self, chunk_index: int, count: int) -> Chunk:
+        import threading
+
+        import torch
+
+        self.seen[chunk_index] = (threading.current_thread().name, torch.get_num_threads())
+        time.sleep(0.02)  # long enough for the other producers to take chunks meanwhile
+        return super().make_chunk(chunk_index, count)
+
+
+def test_producer_threads_write_the_same_bytes_with_one_torch_thread_each(tmp_path):
+    import torch
+
+    reference = new_writer(tmp_path / "one.zarr")
+    produce(reference, NoiseSource())
+    source, counts = TorchThreadRecordingSource(), []
+    writer = new_writer(tmp_path / "three.zarr")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        write_chunks(writer, source, range(5), counts.append, producers=3)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    writer.finalize()
+
+    assert store_files(tmp_path / "three.zarr") == store_files(tmp_path / "one.zarr")
+    assert sorted(counts) == sorted([CHUNK] * 4 + [CHUNK - 7])  # every chunk once
+    assert {torch_threads for _, torch_threads in source.seen.values()} == {1}
+    assert len({name for name, _ in source.seen.values()}) > 1  # made side by side
+
+
+def test_a_failing_producer_thread_stops_the_others_and_its_error_is_raised(tmp_path):
+    writer = new_writer(tmp_path / "s.zarr")
+    with pytest.raises(InputError, match="chunk 1 refused"):
+        write_chunks(writer, NoiseSource(fail_at=1, error="InputError"), range(5), producers=2)
+    assert 1 in writer.missing_chunks() and 0 not in writer.missing_chunks()  # made before it: written
+    produce(StoreWriter.resume(tmp_path / "s.zarr", COUNT, META, chunk_size=CHUNK), NoiseSource())
+    produce(new_writer(tmp_path / "reference.zarr"), NoiseSource())
+    assert store_files(tmp_path / "s.zarr") == store_files(tmp_path / "reference.zarr")

@@ -200,6 +200,24 @@ def test_store_is_byte_identical_across_batch_sizes_and_workers(model_dir, tmp_p
     assert a.attrs["parameters"]["noise"]["sigma_0"] > 0
 
 
+def test_producer_threads_write_the_same_bytes_and_count_every_sample(model, tmp_path):
+    """write_store's default on a CPU: chunks made side by side, one torch thread each."""
+    from synthgen.data.schema import StoreMetadata
+    from synthgen.data.writer import StoreWriter
+    from synthgen.sampling import write_store
+
+    metadata = StoreMetadata(producer="sample", seed=3, created="2024-01-01T00:00:00+00:00", parameters={})
+    counts = {}
+    for producers in (1, 3):
+        writer = StoreWriter.create(tmp_path / f"{producers}.zarr", 1100, metadata, with_latent=True, chunk_size=256)
+        source = PriorSource(model, seed=3, chunk_size=256, precision="fp32-fast", batch_size=100)
+        done = []
+        write_store(writer, source, producers=producers, on_progress=done.append)
+        counts[producers] = sum(done)
+    assert counts == {1: 1100, 3: 1100}
+    assert _shard_bytes(tmp_path / "1.zarr") == _shard_bytes(tmp_path / "3.zarr")
+
+
 def test_noise_changes_depth_only(model_dir, sampled, tmp_path):
     noisy = tmp_path / "noisy.zarr"
     assert invoke("sample", "--n", 300, "--out", noisy, "--model", model_dir, "--seed", 5, "--truncation", 2.0,

@@ -121,6 +121,23 @@ def test_float16_error_never_exceeds_the_stated_bound(values):
     assert error_mm <= depth_max_error_mm(250.0)
 
 
+def test_stored_depth_rounds_exactly_as_numpy_at_every_float16_boundary():
+    """The writer casts depth to float16 through torch (faster); the bits must be numpy's. Every
+    float16 in [-1, 1], the float32 midpoints between neighbours (ties: round half to even) and
+    the float32 values just beside each midpoint, subnormals included."""
+    from synthgen.data.writer import _as_stored_depth
+
+    halves = np.arange(0, 0x3C01, dtype=np.uint16).view(np.float16).astype(np.float32)  # 0 ... 1
+    midpoints = (halves[:-1] + halves[1:]) / 2  # exact in float32
+    values = np.concatenate([halves, midpoints, np.nextafter(midpoints, np.float32(0)),
+                             np.nextafter(midpoints, np.float32(2))])
+    values = np.concatenate([values, -values]).astype(np.float32)
+    stored = _as_stored_depth(values)
+    assert stored.dtype == np.float16
+    np.testing.assert_array_equal(stored.view(np.uint16), values.astype(np.float16).view(np.uint16))
+    assert _as_stored_depth(stored) is stored  # already float16: no copy
+
+
 def test_read_keeps_the_requested_order_and_indexing(tmp_path):
     _, batch = make_samples(1, 2 * CHUNK)
     write_store(tmp_path / "s.zarr", batch)

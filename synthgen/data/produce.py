@@ -45,42 +45,95 @@ def write_chunk(writer: StoreWriter, source: ChunkSource, chunk_index: int) -> i
 
 
 def write_chunks(writer: StoreWriter, source: ChunkSource, chunks: Iterable[int],
-                 on_progress: Callable[[int], None] | None = None) -> None:
-    """Make `chunks` in this thread and write each in a background thread while the next is made.
+                 on_progress: Callable[[int], None] | None = None, *, producers: int = 1,
+                 progress_per_step: bool = False) -> None:
+    """Make `chunks` in `producers` threads and write them in a background thread meanwhile.
 
-    At most one made chunk waits for the writer, so memory stays at ~3 chunks. `on_progress`
-    gets each chunk's sample count once it is written (from the writer thread). The first
-    failure, of either thread, stops the run and is raised here; chunks made before it are
-    still written, for a resume.
+    One producer (the default) makes the chunks in order in this thread. More producers make
+    chunks side by side, each in its own thread with one torch thread (set for the duration and
+    restored): the source must then be thread-safe, and the chunks are written in the order they
+    are finished. At most `producers` made chunks wait for the writer, so memory stays at
+    ~2 × producers + 1 chunks. `on_progress` gets each chunk's sample count once it is written
+    (from the writer thread), or with `progress_per_step` is handed to `make_chunk` as its
+    `callback` (samples generated, per pipeline step). The first failure, of any thread, stops
+    the run and is raised here; chunks made before it are still written, for a resume.
     """
-    made: queue.Queue = queue.Queue(maxsize=1)
-    failures: list[BaseException] = []
+    made: queue.Queue = queue.Queue(maxsize=max(1, producers))
+    failures: list[BaseException] = []  # in the order they happened
+    write_failed = threading.Event()  # a failed producer still lets the chunks made before it be written
+    todo, todo_lock = iter(chunks), threading.Lock()
+    if on_progress is not None and progress_per_step and producers > 1:
+        on_progress = _serialised(on_progress)  # called from every producer thread
+    make_kwargs = {"callback": on_progress} if progress_per_step and on_progress else {}
 
-    def write_in_order() -> None:
+    def write_as_made() -> None:
         while (item := made.get()) is not None:
-            if failures:
-                continue  # keep taking chunks, so that the producer never blocks on a dead writer
+            if write_failed.is_set():
+                continue  # keep taking chunks, so that no producer blocks on a dead writer
             try:
                 start, chunk = item
                 writer.write(start, _to_batch(chunk))
-                if on_progress:
+                if on_progress and not progress_per_step:
                     on_progress(len(chunk.depth))
             except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
                 failures.append(error)
+                write_failed.set()
 
-    thread = threading.Thread(target=write_in_order, name="synthgen-chunk-writer", daemon=True)
-    thread.start()
+    def make() -> None:
+        try:
+            while not failures:
+                with todo_lock:
+                    chunk_index = next(todo, None)
+                if chunk_index is None:
+                    return
+                start, stop = writer.chunk_bounds(chunk_index)
+                made.put((start, source.make_chunk(chunk_index, stop - start, **make_kwargs)))
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            failures.append(error)
+
+    writer_thread = threading.Thread(target=write_as_made, name="synthgen-chunk-writer", daemon=True)
+    writer_thread.start()
     try:
-        for chunk_index in chunks:
-            if failures:
-                break
-            start, stop = writer.chunk_bounds(chunk_index)
-            made.put((start, source.make_chunk(chunk_index, stop - start)))
+        if producers <= 1:
+            make()
+        else:
+            with _torch_threads(1):
+                threads = [threading.Thread(target=make, name=f"synthgen-producer-{i}", daemon=True)
+                           for i in range(producers)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
     finally:
         made.put(None)
-        thread.join()
+        writer_thread.join()
     if failures:
         raise failures[0]
+
+
+def _serialised(function: Callable[[int], None]) -> Callable[[int], None]:
+    lock = threading.Lock()
+
+    def call(count: int) -> None:
+        with lock:
+            function(count)
+
+    return call
+
+
+@contextmanager
+def _torch_threads(count: int):
+    """torch's intra-op thread count set to `count` while producing (if torch is loaded), then restored."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def produce(writer: StoreWriter, source: ChunkSource, *, workers: int = 1,
@@ -109,16 +162,11 @@ def _one_thread_each():
     for this process while it produces (torch's pool is resized, then restored)."""
     overrides = {"OMP_NUM_THREADS": "1", "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "1")}
     saved = {name: os.environ.get(name) for name in overrides}
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch else None
     os.environ.update(overrides)
-    if torch:
-        torch.set_num_threads(1)
     try:
-        yield
+        with _torch_threads(1):
+            yield
     finally:
-        if torch:
-            torch.set_num_threads(threads)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

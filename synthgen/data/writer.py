@@ -99,6 +99,20 @@ def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_s
     return specs
 
 
+def _as_stored_depth(depth: np.ndarray) -> np.ndarray:
+    """Depth in the store's dtype (float16), rounded to nearest even as numpy's astype does.
+
+    Through torch because numpy's float32 → float16 cast is scalar code: 43 ms for a 1024-crop
+    chunk against 9 ms (vectorised) here, a sixth of what writing a sampled chunk cost. The bits
+    are numpy's (tests/test_store.py compares every rounding boundary in [-1, 1]).
+    """
+    if depth.dtype == DEPTH_DTYPE:
+        return depth
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(depth, np.float32)).to(torch.float16).numpy()
+
+
 class StoreWriter:
     """Writes samples into one store's working directory; use `create` or `open_existing`."""
 
@@ -255,7 +269,7 @@ class StoreWriter:
                                       f"write whole chunks")
         self._check_matches_store(batch)
         try:
-            self._arrays["depth"][start:stop] = batch.depth.astype(DEPTH_DTYPE)
+            self._arrays["depth"][start:stop] = _as_stored_depth(batch.depth)
             self._arrays["pose"][start:stop] = batch.pose
             self._arrays["center"][start:stop] = batch.center
             if batch.latent is not None:

@@ -158,10 +158,11 @@ class DepthGenerator:
             self.out = Conv(w, g.out.bias.repeat(4), 1, pad, None, dtype, (self.channels, size, size))
 
     @torch.inference_mode()
-    def __call__(self, code: torch.Tensor) -> torch.Tensor:
+    def __call__(self, code: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 23) codes → (B, S, S) float32 depth, written into `out` if given (contiguous)."""
         code = code.to(torch.float32)
         size = self.base_size * 2 ** (len(self.ups) + 1)
-        depth = code.new_empty(len(code), size, size)
+        depth = code.new_empty(len(code), size, size) if out is None else out
         for start in range(0, len(code), self.sub_batch):
             self._forward(code[start:start + self.sub_batch], out=depth[start:start + self.sub_batch])
         return depth

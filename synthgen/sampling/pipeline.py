@@ -59,8 +59,6 @@ from __future__ import annotations
 
 import copy
 import math
-import queue
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +77,8 @@ from synthgen.sampling.prior import CropCenters, LatentPrior
 
 #: Samples per network call, always (see the module docstring, "Determinism").
 BLOCK_SIZE = 256
+#: Most producer threads `write_store` starts by default: each holds ~3 chunks of float32 depth.
+MAX_PRODUCERS = 4
 #: A fast generator path is used only if, on the calibration block, the mean and the 99th
 #: percentile of its |Δdepth| from the exact path (mm, over pixels that are hand in either
 #: output) both stay below this.
@@ -208,7 +208,7 @@ class SamplingPipeline:
             stop = min(start + block, n)
             # 2. Decode poses and generate depth on exactly one block (padded): bits never depend
             #    on n or batch_size.
-            pose[start:stop], depth[start:stop] = self._run_block(codes[start:stop], centers[start:stop])
+            self._run_block(codes[start:stop], centers[start:stop], pose[start:stop], depth[start:stop])
             # 3. Optional sensor noise on metric depth, seeded per block.
             if self.noise is not None:
                 depth[start:stop] = self._add_noise(depth[start:stop], centers[start:stop, 2],
@@ -268,16 +268,25 @@ class SamplingPipeline:
         joints = self.model.decode_pose(padded[:, :latent_dim], padded[:, latent_dim:], c)
         return joints[:k].float().cpu().numpy()
 
-    def _generate_block(self, codes: torch.Tensor, fast: DepthGenerator | None = None) -> np.ndarray:
-        """Depth of one (padded) block: through `fast` if given, else the exact model."""
-        k = len(codes)
+    def _generate_block(self, codes: torch.Tensor, fast: DepthGenerator | None = None,
+                        out: np.ndarray | None = None) -> np.ndarray:
+        """Depth of one (padded) block, into `out` (k, S, S) float32 if given: through `fast` if
+        given, else the exact model. A full block's fast path writes straight into `out`."""
+        k, size = len(codes), self.model.config.generator.crop_size
+        out = np.empty((k, size, size), np.float32) if out is None else out
+        target = torch.from_numpy(out)
         with torch.inference_mode():
             padded = _pad(codes, self.block_size).to(self.device)
-            depth = fast(padded) if fast is not None else self.model.generate_depth(padded)
-            return depth[:k].float().clamp_(-1.0, 1.0).cpu().numpy()  # in place: a fresh tensor either way
+            if fast is not None and k == self.block_size:
+                fast(padded, out=target)
+            else:
+                target.copy_((fast(padded) if fast is not None else self.model.generate_depth(padded))[:k])
+            target.clamp_(-1.0, 1.0)
+        return out
 
-    def _run_block(self, codes: torch.Tensor, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._decode_block(codes, centers), self._generate_block(codes, self._fast)
+    def _run_block(self, codes: torch.Tensor, centers: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> None:
+        pose[:] = self._decode_block(codes, centers)
+        self._generate_block(codes, self._fast, out=depth)
 
     def _add_noise(self, depth: np.ndarray, center_z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         metric = camera.denormalize_depth(depth, center_z, self.cube_mm)
@@ -423,56 +432,30 @@ class PoseSource(_PipelineSource):
 # --- streaming into a store ----------------------------------------------------------------
 
 
-def _to_batch(chunk) -> SampleBatch:
-    return SampleBatch(depth=chunk.depth, pose=chunk.pose, center=chunk.center, latent=getattr(chunk, "latent", None),
-                       joint_layout=getattr(chunk, "joint_layout", "hands2017"))
-
-
-def write_store(writer: StoreWriter, source, *, workers: int = 1, on_progress: Callable[[int], None] | None = None,
-                queue_depth: int = 2, finalize: bool = True) -> Path:
+def write_store(writer: StoreWriter, source, *, workers: int = 1, producers: int | None = None,
+                on_progress: Callable[[int], None] | None = None, finalize: bool = True) -> Path:
     """Produce every chunk the store still lacks (so it also resumes), then finalise.
 
-    workers == 1: generation in this thread, validation + float16 conversion + zstd + file
-    writes in a background writer thread, joined by a queue of at most `queue_depth` chunks
-    (zstd and file I/O release the GIL, so they overlap the next chunk's generation; memory
-    stays bounded at a few chunks whatever N). `on_progress` counts generated samples, per
-    pipeline step. workers > 1: synthgen.data.produce's spawned processes, one chunk each.
+    workers == 1: `producers` threads make chunks side by side, one torch thread each, while a
+    writer thread converts, compresses and writes the finished ones (synthgen.data.produce's
+    `write_chunks`). By default there is one producer per torch thread on the CPU (at most
+    MAX_PRODUCERS) and one on CUDA. On two cores, two single-threaded producers sampled ~25 %
+    faster than one producer with two threads: the writer's work then shares the cores instead
+    of stalling a two-thread team at every layer (docs/performance.md). The bits are the same:
+    every block runs the same kernels whatever the thread count. `on_progress` counts generated
+    samples, per pipeline step. workers > 1: spawned processes instead, one producer each.
     """
-    if workers > 1:
-        from synthgen.data.produce import produce
+    from synthgen.data.produce import produce, write_chunks
 
+    if workers > 1:
         produce(writer, source, workers=workers, on_progress=on_progress, finalize=False)
     else:
-        _write_in_background(writer, source, writer.missing_chunks(), on_progress, queue_depth)
+        pipeline = source.pipeline  # built (and its precision checked) once, before any thread uses it
+        if producers is None:
+            producers = 1 if pipeline.device.type != "cpu" else min(torch.get_num_threads(), MAX_PRODUCERS)
+        write_chunks(writer, source, writer.missing_chunks(), on_progress, producers=producers,
+                     progress_per_step=True)
     return writer.finalize() if finalize else writer.working_path
-
-
-def _write_in_background(writer: StoreWriter, source, todo: list[int], on_progress, queue_depth: int) -> None:
-    pending: queue.Queue = queue.Queue(maxsize=max(1, queue_depth))
-    failure: list[BaseException] = []
-
-    def drain() -> None:
-        while (item := pending.get()) is not None:
-            if failure:
-                continue  # keep draining so the producer never blocks on a dead writer
-            try:
-                writer.write(item[0], _to_batch(item[1]))
-            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-                failure.append(error)
-
-    thread = threading.Thread(target=drain, name="synthgen-store-writer", daemon=True)
-    thread.start()
-    try:
-        for chunk_index in todo:
-            if failure:
-                break
-            start, stop = writer.chunk_bounds(chunk_index)
-            pending.put((start, source.make_chunk(chunk_index, stop - start, callback=on_progress)))
-    finally:
-        pending.put(None)
-        thread.join()
-    if failure:
-        raise failure[0]
 
 
 def write_samples(writer: StoreWriter, samples: GeneratedSamples, *, finalize: bool = True) -> Path:
