@@ -18,7 +18,7 @@ Every conv runs channels_last through `Conv` (oneDNN, prepacked weights, fused a
 
 Measured on the default model (docs/performance.md): the fp32 generator rewrite differs from
 `CrossingNets.generate_depth` by ~2e-4 mm on average; `PoseEstimator` from
-`CrossingNets.estimate` by < 1e-3 mm per joint.
+`CrossingNets.estimate` by a few µm per joint (< 5e-3 mm).
 
 bf16 (`DepthGenerator(model, torch.bfloat16)`): the last transposed conv and the output conv —
 the two layers at the highest resolutions, 77 % of the multiplies — run in bf16 (oneDNN
@@ -210,7 +210,7 @@ class PoseEstimator:
 
     BN folded into the convs and the FC layer, prepacked channels_last convs with the leaky ReLU
     fused: the per-call overhead that dominates single frames. The result equals `estimate`'s to
-    < 1e-3 mm per joint (tests/test_inference.py).
+    < 5e-3 mm per joint (tests/test_inference.py).
     """
 
     def __init__(self, model):
