@@ -160,14 +160,13 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
     producers = torch.get_num_threads()
     fastest = paths.get("bf16", paths["fp32-fast"])
     blocks = [torch.randn(256, model.config.code_dim) for _ in range(producers)]
-    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(producers) as pool, torch.inference_mode():
             list(pool.map(fastest, blocks))
             t_threads = _median_time(lambda: list(pool.map(fastest, blocks)), max(repeats, 5))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(producers)  # the count it had
     rows.append({"name": f"sample: bare generator, {'bf16' if 'bf16' in paths else 'fp32-fast'}, "
                          f"{producers} threads x 1", "value": 256 * producers / t_threads, "unit": "samples/s",
                  "target": "the CLI's configuration"})
