@@ -114,22 +114,30 @@ def bench_render(n: int, repeats: int) -> list[dict]:
     # Whole commands, interleaved; a run of two 64-sample chunks (one per worker) measures a
     # command's start-up and shutdown, and (n - 128) / (t(n) - t(128)) its rate once running.
     small = 128
-    variants = [(backend, workers, count)
-                for backend in ("egl", "osmesa") for workers in (1, 2) for count in (small, n)]
+    # "egl1": one process whose llvmpipe rasterises in one thread (LP_NUM_THREADS=1), as each
+    # worker process does: the per-process rate that 2 workers should double.
+    variants = [(backend, workers, count) for backend in ("egl", "osmesa") for workers in (1, 2)
+                for count in (small, n)] + [("egl1", 1, small), ("egl1", 1, n)]
     with tempfile.TemporaryDirectory() as tmp:
         t = _interleaved_medians({(backend, workers, count): lambda b=backend, w=workers, c=count: _cli(
             "render", "--n", str(c), "--out", f"{tmp}/r.zarr", "--overwrite", "--workers", str(w),
-            *(["--chunk-size", "64"] if c == small else []), env={"SYNTHGEN_GL": b})
+            *(["--chunk-size", "64"] if c == small else []),
+            env={"SYNTHGEN_GL": "egl", "LP_NUM_THREADS": "1"} if b == "egl1" else {"SYNTHGEN_GL": b})
             for backend, workers, count in variants}, repeats)
+    rate = {key: (n - small) / (t[key + (n,)] - t[key + (small,)]) for key in {v[:2] for v in variants}}
     for backend in ("egl", "osmesa"):
         for workers in (1, 2):
             whole, start_up = t[backend, workers, n], t[backend, workers, small]
             rows += [{"name": f"render: CLI, {n} samples, {backend}, {workers} worker(s)", "value": n / whole,
                       "unit": "frames/s", "target": "2 workers faster than 1"},
                      {"name": f"render: CLI, {backend}, {workers} worker(s), excl. start-up", "value":
-                      (n - small) / (whole - start_up), "unit": "frames/s", "target": ">= 500 per process (issue 2)"},
+                      rate[backend, workers], "unit": "frames/s", "target": ">= 500 per process (issue 2)"},
                      {"name": f"render: CLI start-up + shutdown, {backend}, {workers} worker(s)",
                       "value": start_up * 1000, "unit": "ms", "target": f"(a {small}-sample run)"}]
+    rows += [{"name": "render: CLI, egl, 1 worker, 1 llvmpipe thread, excl. start-up", "value": rate["egl1", 1],
+              "unit": "frames/s", "target": "a worker process's configuration"},
+             {"name": "render: 2 workers / 1 (1 llvmpipe thread each)", "value": rate["egl", 2] / rate["egl1", 1],
+              "unit": "x", "target": "near-linear with processes (issue 9): ~2 on 2 cores"}]
     return rows
 
 
@@ -170,6 +178,7 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
     rows.append({"name": f"sample: bare generator, {'bf16' if 'bf16' in paths else 'fp32-fast'}, "
                          f"{producers} threads x 1", "value": 256 * producers / t_threads, "unit": "samples/s",
                  "target": "the CLI's configuration"})
+    rows += _sample_cost_split(model, repeats)
     # Whole commands, interleaved, and a 128-sample run of each for start-up + shutdown (imports,
     # model load, the precision check): (n - 128) / (t(n) - t(128)) is the rate once running.
     small = 128
@@ -190,6 +199,60 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
               "target": "<= 80 s for 100k (issue 9)"},
              {"name": f"sample: CLI peak RSS, {big_n} samples", "value": rss, "unit": "MB", "target": "< 1500"}]
     return rows
+
+
+def _cpu_ms(fn, repeats: int) -> float:
+    """Median CPU time (ms) of fn over every thread of this process (zarr encodes in its own)."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times) * 1000
+
+
+def _sample_cost_split(model, repeats: int) -> list[dict]:
+    """CPU time of one 1024-sample chunk of `sample` by part, one torch thread: the generator
+    alone, the whole chunk (codes, pose decoder, generator) and writing it (float16, SampleBatch
+    checks, zstd + zarr, checksums). On C cores perfectly overlapped, end-to-end / bare can be at
+    most generator / (chunk + write): the ceiling row."""
+    from synthgen.data.produce import _to_batch
+    from synthgen.data.schema import StoreMetadata
+    from synthgen.data.writer import StoreWriter
+    from synthgen.sampling.pipeline import PriorSource
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        source = PriorSource(model, seed=0, precision="auto")
+        size = source.chunk_size
+        codes, _ = source.draw(0, size)
+        out = torch.empty(size, model.config.generator.crop_size, model.config.generator.crop_size)
+        generate = source.pipeline._fast or source.pipeline.model.generate_depth
+        block = source.pipeline.block_size
+
+        def generator_alone():
+            with torch.inference_mode():
+                for start in range(0, size, block):
+                    generate(codes[start:start + block], out=out[start:start + block])
+
+        chunk = source.make_chunk(0, size)
+        generator_ms = _cpu_ms(generator_alone, repeats + 2)
+        chunk_ms = _cpu_ms(lambda: source.make_chunk(1, size), repeats + 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            metadata = StoreMetadata(producer="sample", seed=0, camera="hands2017", model_checksum=model.checksum)
+            writer = StoreWriter.create(f"{tmp}/split.zarr", size * (repeats + 3), metadata, with_latent=True)
+            chunks = iter(range(repeats + 3))
+            writer.write(next(chunks) * size, _to_batch(chunk))
+            write_ms = _cpu_ms(lambda: writer.write(next(chunks) * size, _to_batch(chunk)), repeats + 2)
+    finally:
+        torch.set_num_threads(threads)
+    name = f"sample: 1 chunk of {size}, 1 thread, CPU time"
+    return [{"name": f"{name}: generator ({source.precision})", "value": generator_ms, "unit": "ms", "target": ""},
+            {"name": f"{name}: make_chunk", "value": chunk_ms, "unit": "ms", "target": "codes, decoder, generator"},
+            {"name": f"{name}: write", "value": write_ms, "unit": "ms", "target": "float16, checks, zstd, zarr, sha256"},
+            {"name": "sample: ceiling of end-to-end / bare", "value": generator_ms / (chunk_ms + write_ms),
+             "unit": "x", "target": "generator / (make_chunk + write): all cores busy, no overlap loss"}]
 
 
 def bench_estimate(repeats: int) -> list[dict]:
@@ -259,9 +322,11 @@ def main() -> None:
                "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"machine: {machine['cpu']}, {machine['cpu_count']} cores, {machine['platform']}, torch {machine['torch']} "
           f"({machine['torch_threads']} threads), load {machine['load_average'][0]:.1f}")
-    print(f"{'benchmark':<48} {'value':>10}  {'unit':<10} target")
+    width = max([len("benchmark")] + [len(r["name"]) for r in rows])
+    print(f"{'benchmark':<{width}} {'value':>10}  {'unit':<10} target")
     for r in rows:
-        print(f"{r['name']:<48} {r['value']:>10,.0f}  {r['unit']:<10} {r['target']}")
+        value = f"{r['value']:>10.2f}" if r["unit"] == "x" else f"{r['value']:>10,.0f}"
+        print(f"{r['name']:<{width}} {value}  {r['unit']:<10} {r['target']}")
     out = ROOT / "benchmarks" / "results" / ("run-quick.json" if args.quick else "run.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2, default=float))
