@@ -216,7 +216,6 @@ def _sample_cost_split(model, repeats: int) -> list[dict]:
     alone, the whole chunk (codes, pose decoder, generator) and writing it (float16, SampleBatch
     checks, zstd + zarr, checksums). On C cores perfectly overlapped, end-to-end / bare can be at
     most generator / (chunk + write): the ceiling row."""
-    from synthgen.data.produce import _to_batch
     from synthgen.data.schema import StoreMetadata
     from synthgen.data.writer import StoreWriter
     from synthgen.sampling.pipeline import PriorSource
@@ -243,8 +242,8 @@ def _sample_cost_split(model, repeats: int) -> list[dict]:
             metadata = StoreMetadata(producer="sample", seed=0, camera="hands2017", model_checksum=model.checksum)
             writer = StoreWriter.create(f"{tmp}/split.zarr", size * (repeats + 3), metadata, with_latent=True)
             chunks = iter(range(repeats + 3))
-            writer.write(next(chunks) * size, _to_batch(chunk))
-            write_ms = _cpu_ms(lambda: writer.write(next(chunks) * size, _to_batch(chunk)), repeats + 2)
+            writer.write(next(chunks) * size, chunk.to_batch())
+            write_ms = _cpu_ms(lambda: writer.write(next(chunks) * size, chunk.to_batch()), repeats + 2)
     finally:
         torch.set_num_threads(threads)
     name = f"sample: 1 chunk of {size}, 1 thread, CPU time"
