@@ -30,12 +30,14 @@ DEFAULT_MODEL = ROOT / "assets" / "models" / "default"
 TRAIN_STORE = ROOT / "data" / "train-clean.zarr"
 
 
-def _median_time(fn, repeats: int) -> float:
+def _median_time(fn, repeats: int, clock=time.perf_counter) -> float:
+    """Median seconds of fn by `clock`: wall time, or time.process_time for the CPU time of
+    every thread of this process (zarr encodes in its own threads)."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -214,16 +216,6 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
     return rows
 
 
-def _cpu_ms(fn, repeats: int) -> float:
-    """Median CPU time (ms) of fn over every thread of this process (zarr encodes in its own)."""
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times) * 1000
-
-
 def _sample_cost_split(model, repeats: int) -> list[dict]:
     """CPU time of one 1024-sample chunk of `sample` by part, one torch thread: the generator
     alone, the whole chunk (codes, pose decoder, generator) and writing it (float16, SampleBatch
@@ -249,14 +241,15 @@ def _sample_cost_split(model, repeats: int) -> list[dict]:
                     generate(codes[start:start + block], out=out[start:start + block])
 
         chunk = source.make_chunk(0, size)
-        generator_ms = _cpu_ms(generator_alone, repeats + 2)
-        chunk_ms = _cpu_ms(lambda: source.make_chunk(1, size), repeats + 2)
+        generator_ms = _median_time(generator_alone, repeats + 2, time.process_time) * 1000
+        chunk_ms = _median_time(lambda: source.make_chunk(1, size), repeats + 2, time.process_time) * 1000
         with tempfile.TemporaryDirectory() as tmp:
             metadata = StoreMetadata(producer="sample", seed=0, camera="hands2017", model_checksum=model.checksum)
             writer = StoreWriter.create(f"{tmp}/split.zarr", size * (repeats + 3), metadata, with_latent=True)
             chunks = iter(range(repeats + 3))
             writer.write(next(chunks) * size, chunk.to_batch())
-            write_ms = _cpu_ms(lambda: writer.write(next(chunks) * size, chunk.to_batch()), repeats + 2)
+            write_ms = _median_time(lambda: writer.write(next(chunks) * size, chunk.to_batch()), repeats + 2,
+                                    time.process_time) * 1000
     finally:
         torch.set_num_threads(threads)
     name = f"sample: 1 chunk of {size}, 1 thread, CPU time"
