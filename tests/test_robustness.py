@@ -833,23 +833,22 @@ def test_a_directory_without_write_permission_is_refused(world, tmp_path):
 
 
 def test_no_space_in_the_middle_of_a_store_keeps_the_written_chunks_for_resume(world, tmp_path, monkeypatch):
-    """ENOSPC injected where Zarr writes a file (what a full disk raises there), after 2 chunks."""
-    import zarr.storage._local as local
+    """ENOSPC injected where the writer writes a shard file (what a full disk raises there), after 2 chunks."""
+    import synthgen.data.writer as writer
 
-    real_put, calls = local._put, {"n": 0}
+    real_write, calls = writer._write_file, {"n": 0}
 
-    def put(path, value, exclusive=False):
-        if "/c/" in str(path):
-            calls["n"] += 1
-            if calls["n"] > 2 * 4:  # depth, pose, center, latent of two chunks
-                raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_put(path, value, exclusive)
+    def write_file(path, data):
+        calls["n"] += 1
+        if calls["n"] > 2 * 4:  # depth, pose, center, latent of two chunks
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, data)
 
     def args(out: Path) -> tuple:
         return ("sample", "--n", 256, "--chunk-size", 64, "--out", out, "--model", world["model"], "--seed", 4)
 
     out, reference = tmp_path / "s.zarr", tmp_path / "ref.zarr"
-    monkeypatch.setattr(local, "_put", put)
+    monkeypatch.setattr(writer, "_write_file", write_file)
     line = one_line_error(invoke(*args(out)), 1, "No space left on device")
     # Producer threads finish chunks in either order, and the writer writes them as finished:
     # the failing write is the third, of whichever chunk that was (not the first: it came first).
@@ -857,7 +856,7 @@ def test_no_space_in_the_middle_of_a_store_keeps_the_written_chunks_for_resume(w
     assert failed and "kept for a resume" in line, line
     start, stop = map(int, failed.groups())
     assert start in (64, 128, 192) and stop == start + 64
-    monkeypatch.setattr(local, "_put", real_put)
+    monkeypatch.setattr(writer, "_write_file", real_write)
     assert not out.exists() and _markers(out) == 2
     result = invoke(*args(out), "--resume")
     assert result.exit_code == 0 and "wrote 128 samples" in result.stdout, result.output

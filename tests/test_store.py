@@ -31,6 +31,7 @@ from synthgen.data.schema import (
     SynthgenDataError,
     depth_max_error_mm,
 )
+from synthgen.data.shards import ShardEncoder
 from synthgen.data.writer import StoreWriter
 from synthgen.hand.camera import crop_uv_to_frame, normalize_depth, project
 
@@ -200,6 +201,43 @@ def test_attributes_describe_everything_needed(tmp_path):
     assert attrs["layout"]["chunk_size"] == CHUNK
     assert attrs["layout"]["arrays"]["depth"]["dtype"] == "float16"
     assert attrs["complete"] is True and attrs["num_samples"] == CHUNK
+
+
+# --- shard files encoded by the writer ----------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [CHUNK, 128])  # one inner chunk per shard; two
+def test_directly_encoded_shards_are_the_bytes_zarr_writes(tmp_path, monkeypatch, chunk_size):
+    """The writer encodes complete shards itself (synthgen.data.shards): every file of the store,
+    shard indexes and the checksums attribute included, must be what zarr writes for the same samples."""
+    _, batch = make_samples(3, 2 * chunk_size + 5)  # a short last chunk: zarr writes it in both
+
+    def write(path: Path) -> dict[str, bytes]:
+        writer = StoreWriter.create(path, len(batch), metadata(), with_latent=True, chunk_size=chunk_size)
+        for chunk in range(writer.num_chunks):
+            write_chunk(writer, batch, chunk)
+        return store_files(writer.finalize())
+
+    direct = write(tmp_path / "direct.zarr")
+    monkeypatch.setattr(ShardEncoder, "for_array", classmethod(lambda cls, array: None))
+    through_zarr = write(tmp_path / "zarr.zarr")
+    assert len(direct) == len(through_zarr) > 4 * 3
+    assert direct == through_zarr
+
+
+def test_shard_encoder_only_takes_the_layout_it_reproduces(tmp_path):
+    sharded = zarr.create_array(tmp_path / "a.zarr", shape=(256, 3), dtype="float32", shards=(128, 3), chunks=(64, 3),
+                                compressors=zarr.codecs.ZstdCodec(level=1))
+    encoder = ShardEncoder.for_array(sharded)
+    assert encoder is not None and encoder.shard_shape == (128, 3) and encoder.inner_chunk == 64
+    with pytest.raises(ValueError, match="a shard is"):
+        encoder.encode(np.zeros((64, 3), np.float32))
+    others = [zarr.create_array(tmp_path / "b.zarr", shape=(256, 3), dtype="float32", chunks=(64, 3)),  # no shards
+              zarr.create_array(tmp_path / "c.zarr", shape=(256, 3), dtype="float32", shards=(128, 3), chunks=(64, 3),
+                                compressors=zarr.codecs.BloscCodec()),
+              zarr.create_array(tmp_path / "d.zarr", shape=(256, 4), dtype="float32", shards=(128, 4), chunks=(64, 2),
+                                compressors=zarr.codecs.ZstdCodec(level=1))]  # split along a second axis
+    assert [ShardEncoder.for_array(array) for array in others] == [None, None, None]
 
 
 # --- crash safety --------------------------------------------------------------------------

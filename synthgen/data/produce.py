@@ -1,7 +1,8 @@
 """Fill a store chunk by chunk, in this process or in worker processes.
 
 A *chunk source* is any picklable object with `make_chunk(chunk_index, count)` returning
-arrays `depth`, `pose`, `center` (and optionally `latent`) for that chunk. Sources make each
+arrays `depth`, `pose`, `center` (and optionally `latent`) for that chunk, and optionally
+`recycle(chunk)`, called once the chunk is written, to reuse its buffers. Sources make each
 chunk a pure function of (seed, chunk index), and each chunk is written by exactly one process
 into its own files, so the store is byte-identical whatever the number of workers.
 
@@ -65,6 +66,7 @@ def write_chunks(writer: StoreWriter, source: ChunkSource, chunks: Iterable[int]
     if on_progress is not None and progress_per_step and producers > 1:
         on_progress = _serialised(on_progress)  # called from every producer thread
     make_kwargs = {"callback": on_progress} if progress_per_step and on_progress else {}
+    recycle = getattr(source, "recycle", None)  # optional: takes back a written chunk's buffers
 
     def write_as_made() -> None:
         while (item := made.get()) is not None:
@@ -73,6 +75,8 @@ def write_chunks(writer: StoreWriter, source: ChunkSource, chunks: Iterable[int]
             try:
                 start, chunk = item
                 writer.write(start, _to_batch(chunk))
+                if recycle is not None:
+                    recycle(chunk)
                 if on_progress and not progress_per_step:
                     on_progress(len(chunk.depth))
             except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import json
+import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,7 @@ from synthgen.data.schema import (
     working_path_for,
     write_chunk_marker,
 )
+from synthgen.data.shards import ShardEncoder
 
 
 def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_size: int,
@@ -99,21 +103,52 @@ def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_s
     return specs
 
 
-def _as_stored_depth(depth: np.ndarray) -> np.ndarray:
-    """Depth in the store's dtype (float16), rounded to nearest even as numpy's astype does.
+def _as_stored_depth(depth: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Depth in the store's dtype (float16), rounded to nearest even as numpy's astype does,
+    into `out` (float16, depth's shape) if given.
 
     Through torch because numpy's float32 → float16 cast is scalar code: 43 ms for a 1024-crop
     chunk against 7 ms (vectorised) here. The bits are numpy's (tests/test_store.py compares every
-    rounding boundary in [-1, 1]). The result lives in numpy's memory, which numpy asks the kernel
-    to back with huge pages: a fresh 32 MB torch tensor costs ~8 ms more in page faults.
+    rounding boundary in [-1, 1]).
     """
     if depth.dtype == DEPTH_DTYPE:
         return depth
     import torch
 
-    stored = np.empty(depth.shape, DEPTH_DTYPE)
+    stored = np.empty(depth.shape, DEPTH_DTYPE) if out is None else out
     torch.from_numpy(stored).copy_(torch.from_numpy(np.ascontiguousarray(depth, np.float32)))
     return stored
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (a temporary file renamed into place, as zarr does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{uuid.uuid4().hex}.partial")
+    try:
+        with partial.open("wb") as file:
+            file.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+class _StagingBuffers(threading.local):
+    """One float16 depth buffer per writing thread, reused chunk after chunk.
+
+    A chunk's 32 MiB is above glibc's mmap threshold, so a fresh buffer per chunk went back to
+    the kernel when freed and came back as new pages, zeroed again at first touch: 5-20 ms of
+    system time per chunk (docs/performance.md, "Fresh pages"). zarr has encoded the buffer by
+    the time a write returns, so the next chunk may overwrite it.
+    """
+
+    def stored_depth(self, depth: np.ndarray) -> np.ndarray:
+        if depth.dtype == DEPTH_DTYPE:
+            return depth
+        buffer = getattr(self, "buffer", None)
+        if buffer is None or buffer.shape != depth.shape:
+            buffer = self.buffer = np.empty(depth.shape, DEPTH_DTYPE)
+        return _as_stored_depth(depth, out=buffer)
 
 
 class StoreWriter:
@@ -135,6 +170,8 @@ class StoreWriter:
         # and produced chunks are never all fill, so the files are the same.
         self._arrays = {name: group[name].with_config({"write_empty_chunks": True})
                         for name in ("depth", "pose", "center", "latent") if name in group}
+        self._encoders = {name: ShardEncoder.for_array(array) for name, array in self._arrays.items()}
+        self._staging = _StagingBuffers()
 
     @classmethod
     def create(cls, path: str | Path, num_samples: int, metadata: StoreMetadata, *, with_latent: bool = False,
@@ -271,21 +308,36 @@ class StoreWriter:
             raise ChunkAlignmentError(f"samples [{start}, {stop}) end inside a chunk of {self.chunk_size}; "
                                       f"write whole chunks")
         self._check_matches_store(batch)
+        columns = {"depth": self._staging.stored_depth(batch.depth), "pose": batch.pose, "center": batch.center,
+                   "latent": batch.latent}
         try:
-            self._arrays["depth"][start:stop] = _as_stored_depth(batch.depth)
-            self._arrays["pose"][start:stop] = batch.pose
-            self._arrays["center"][start:stop] = batch.center
-            if batch.latent is not None:
-                self._arrays["latent"][start:stop] = batch.latent
-            # Markers last: a crash mid-write leaves the chunk missing, and a resume rewrites it.
             for chunk in range(start // self.chunk_size, -(-stop // self.chunk_size)):
-                digests = {name: file_sha256(shard_path(self.working_path, array, chunk))
-                           for name, array in self._arrays.items()}
+                lo, hi = self.chunk_bounds(chunk)
+                digests = {name: self._write_shard(name, chunk, columns[name][lo - start:hi - start])
+                           for name in self._arrays}
+                # Marker last: a crash mid-write leaves the chunk missing, and a resume rewrites it.
                 write_chunk_marker(self.working_path, chunk, digests)
         except OSError as error:
             raise StoreWriteError(f"cannot write samples [{start}, {stop}) to {self.working_path}: "
                                   f"{error.strerror or error}; the chunks already written are kept for a resume"
                                   ) from None
+
+    def _write_shard(self, name: str, chunk: int, data: np.ndarray) -> str | None:
+        """Write chunk `chunk` of array `name` (its shard file); returns the file's sha256.
+
+        A complete shard is encoded by `ShardEncoder` (zarr's bytes without zarr's asyncio
+        overhead; synthgen.data.shards) and its digest taken from memory; a store's short last
+        chunk, or an array of another layout, goes through zarr.
+        """
+        array, encoder = self._arrays[name], self._encoders[name]
+        path = shard_path(self.working_path, array, chunk)
+        if encoder is None or len(data) != encoder.shard_shape[0]:
+            lo, _ = self.chunk_bounds(chunk)
+            array[lo:lo + len(data)] = data
+            return file_sha256(path)
+        encoded = encoder.encode(np.asarray(data, encoder.dtype))
+        _write_file(path, encoded)
+        return hashlib.sha256(encoded).hexdigest()
 
     def _check_matches_store(self, batch: SampleBatch) -> None:
         depth_shape = self._arrays["depth"].shape[1:]

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,13 +187,15 @@ class SamplingPipeline:
     # 1 → 5: the whole pipeline, on given codes.
     def __call__(self, codes: torch.Tensor | np.ndarray, centers: np.ndarray, *,
                  noise_seed: Sequence[int] | None = None, batch_size: int | None = None,
-                 callback: Callable[[int], None] | None = None) -> GeneratedSamples:
+                 callback: Callable[[int], None] | None = None, depth_out: np.ndarray | None = None
+                 ) -> GeneratedSamples:
         """codes (n, 23), centres (n, 3) mm → GeneratedSamples.
 
         noise_seed: integer keys seeding the sensor noise (required when the pipeline has a noise
         model); block b's noise uses keys + [b], so it is independent of `batch_size`.
         batch_size: samples per step (rounded up to whole blocks); `callback(k)` fires after each
         step with the k samples it finished.
+        depth_out: a C-contiguous (n, S, S) float32 array to write the depth into (a recycled buffer).
         """
         # 1. Check and place the inputs.
         codes, centers = self._check_inputs(codes, centers)
@@ -201,7 +204,12 @@ class SamplingPipeline:
             raise ValueError("a noise model needs an explicit noise_seed, for reproducibility")
         steps_of = max(1, math.ceil((batch_size or block) / block))  # blocks per step
         size = self.model.config.generator.crop_size
-        depth = np.empty((n, size, size), np.float32)
+        if depth_out is None:
+            depth = np.empty((n, size, size), np.float32)
+        elif depth_out.shape != (n, size, size) or depth_out.dtype != np.float32 or not depth_out.flags.c_contiguous:
+            raise ValueError(f"depth_out must be a C-contiguous ({n}, {size}, {size}) float32 array")
+        else:
+            depth = depth_out
         pose = np.empty((n, self.model.config.vae.num_joints, 3), np.float32)
         done_in_step = 0
         for b, start in enumerate(range(0, n, block)):
@@ -350,11 +358,33 @@ class _PipelineSource:
     def __post_init__(self) -> None:
         self._pipeline: SamplingPipeline | None = None
         self._precision_checked = False
+        self._free_depth: deque[np.ndarray] = deque(maxlen=MAX_PRODUCERS + 2)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_pipeline"] = None
+        state["_free_depth"] = deque(maxlen=MAX_PRODUCERS + 2)
         return state
+
+    def recycle(self, chunk: GeneratedSamples) -> None:
+        """Take back a chunk nobody will read again (`write_chunks` calls this once the chunk is
+        written), so that a later chunk reuses its depth buffer.
+
+        A 1024-crop float32 chunk is 64 MiB, above glibc's mmap threshold: a fresh buffer per
+        chunk was returned to the kernel when freed and came back as new pages, zeroed again at
+        first touch (~10 % of `sample`'s CPU; docs/performance.md, "Fresh pages").
+        """
+        depth = chunk.depth
+        if depth.dtype == np.float32 and depth.flags.c_contiguous and depth.flags.owndata:
+            self._free_depth.append(depth)  # deque.append is atomic: producers and the writer share it
+
+    def _depth_buffer(self, count: int) -> np.ndarray | None:
+        """A recycled depth buffer for `count` samples, or None (the pipeline allocates one)."""
+        try:
+            depth = self._free_depth.pop()
+        except IndexError:
+            return None
+        return depth if len(depth) == count else None
 
     @property
     def pipeline(self) -> SamplingPipeline:
@@ -394,7 +424,7 @@ class PriorSource(_PipelineSource):
                    ) -> GeneratedSamples:
         codes, centers = self.draw(chunk_index, count)
         return self.pipeline(codes, centers, noise_seed=(self.seed, chunk_index, NOISE_STREAM),
-                             batch_size=self.batch_size, callback=callback)
+                             batch_size=self.batch_size, callback=callback, depth_out=self._depth_buffer(count))
 
     def params(self) -> dict:
         return {"prior": self.prior.to_dict(), "truncation": self.prior.truncation, "centers": self.centers.to_dict(),
@@ -420,7 +450,7 @@ class PoseSource(_PipelineSource):
         centers = camera.hand_center(joints)
         codes = self.pipeline.encode(joints, centers)
         out = self.pipeline(codes, centers, noise_seed=(self.seed, chunk_index, NOISE_STREAM),
-                            batch_size=self.batch_size, callback=callback)
+                            batch_size=self.batch_size, callback=callback, depth_out=self._depth_buffer(count))
         out.pose = joints
         return out
 
