@@ -289,8 +289,7 @@ class SamplingPipeline:
                 fast(padded, out=target)
             else:
                 target.copy_((fast(padded) if fast is not None else self.model.generate_depth(padded))[:k])
-            target.clamp_(-1.0, 1.0)
-        return out
+        return out  # in [-1, 1]: every path ends in tanh, and snaps to the background +1
 
     def _run_block(self, codes: torch.Tensor, centers: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> None:
         pose[:] = self._decode_block(codes, centers)
