@@ -249,14 +249,13 @@ def _sample_cost_split(model, repeats: int) -> list[dict]:
         source = PriorSource(model, seed=0, precision="auto")
         size = source.chunk_size
         codes, _ = source.draw(0, size)
-        out = torch.empty(size, model.config.generator.crop_size, model.config.generator.crop_size)
-        generate = source.pipeline._fast or source.pipeline.model.generate_depth
-        block = source.pipeline.block_size
+        out = np.empty((size, model.config.generator.crop_size, model.config.generator.crop_size), np.float32)
+        pipeline = source.pipeline
 
         def generator_alone():
-            with torch.inference_mode():
-                for start in range(0, size, block):
-                    generate(codes[start:start + block], out=out[start:start + block])
+            for start in range(0, size, pipeline.block_size):
+                pipeline.generate_depth(codes[start:start + pipeline.block_size],
+                                        out=out[start:start + pipeline.block_size])
 
         chunk = source.make_chunk(0, size)
         generator_ms = _median_time(generator_alone, repeats + 2, time.process_time) * 1000

@@ -248,6 +248,18 @@ def test_written_chunks_hand_their_depth_buffers_back(model, tmp_path, monkeypat
     assert _shard_bytes(tmp_path / "recycled.zarr") == _shard_bytes(tmp_path / "fresh.zarr")
 
 
+def test_pipeline_depth_alone_is_the_depth_of_a_whole_step(model):
+    """`generate_depth` (what benchmarks time as the generator) gives the same bits as a full
+    pipeline call, for a whole block and a short one, and takes at most one block."""
+    source = PriorSource(model, seed=2, chunk_size=512, precision="fp32-fast")
+    codes, centers = source.draw(0, 300)
+    whole = source.pipeline(codes, centers).depth
+    np.testing.assert_array_equal(source.pipeline.generate_depth(codes[:BLOCK_SIZE]), whole[:BLOCK_SIZE])
+    np.testing.assert_array_equal(source.pipeline.generate_depth(codes[BLOCK_SIZE:]), whole[BLOCK_SIZE:])
+    with pytest.raises(ValueError, match="at most one block"):
+        source.pipeline.generate_depth(codes)
+
+
 def test_generated_depth_stays_in_the_normalised_range(model):
     """No clamp after the networks: every precision path must end in tanh (and the snap to +1)."""
     for precision in ("fp32", "fp32-fast"):

@@ -252,6 +252,13 @@ class SamplingPipeline:
             out[start:stop] = self._decode_block(codes[start:stop], centers[start:stop])
         return out
 
+    def generate_depth(self, codes: torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
+        """Depth alone of at most one block of codes (k ≤ block_size, (k, 23)), through the path
+        `precision` chose: what a pipeline step spends on the generator (benchmarks time it)."""
+        if len(codes) > self.block_size:
+            raise ValueError(f"at most one block ({self.block_size} codes), got {len(codes)}")
+        return self._generate_block(codes, self._fast, out)
+
     # --- internals ---------------------------------------------------------------------------
 
     def _check_inputs(self, codes, centers) -> tuple[torch.Tensor, np.ndarray]:
