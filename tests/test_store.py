@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -356,6 +357,25 @@ def test_writes_must_cover_whole_chunks(tmp_path):
     writer.write(CHUNK, SampleBatch(batch.depth[CHUNK:], batch.pose[CHUNK:], batch.center[CHUNK:],
                                     batch.latent[CHUNK:]))  # two chunks at once, the last one partial
     assert writer.missing_chunks() == [0]
+
+
+def test_a_chunk_is_marked_written_only_after_its_shards_are_synced(tmp_path, monkeypatch):
+    """The marker says a chunk survives a power loss: every shard file of the chunk was synced
+    to disk (and left the page cache) before the marker was written."""
+    import synthgen.data.writer as writer_module
+
+    events = []
+    monkeypatch.setattr(writer_module, "_SYNC_DATA", lambda fd: events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))))
+    marker = writer_module.write_chunk_marker
+    monkeypatch.setattr(writer_module, "write_chunk_marker",
+                        lambda root, chunk, digests: events.append(("marker", chunk)) or marker(root, chunk, digests))
+    _, batch = make_samples(4, 2 * CHUNK)
+    write_store(tmp_path / "s.zarr", batch)
+    assert [kind for kind, _ in events] == ["sync"] * 4 + ["marker"] + ["sync"] * 4 + ["marker"]
+    synced = [Path(path) for kind, path in events if kind == "sync"]
+    working = (tmp_path / "s.zarr.incomplete").resolve()
+    assert {path.relative_to(working).parts[0] for path in synced} == {"depth", "pose", "center", "latent"}
+    assert all(path.name.endswith(".partial") for path in synced)  # synced before the rename
 
 
 # --- refusals ------------------------------------------------------------------------------
