@@ -72,6 +72,7 @@ from synthgen.data.schema import (
     working_path_for,
     write_chunk_marker,
 )
+from synthgen.data.memory import small_page_array
 from synthgen.data.shards import ShardEncoder
 
 
@@ -154,8 +155,8 @@ class _StagingBuffers(threading.local):
 
     A chunk's 32 MiB is above glibc's mmap threshold, so a fresh buffer per chunk went back to
     the kernel when freed and came back as new pages, zeroed again at first touch: 5-20 ms of
-    system time per chunk (docs/performance.md, "Fresh pages"). zarr has encoded the buffer by
-    the time a write returns, so the next chunk may overwrite it.
+    system time per chunk (docs/performance.md, "Fresh pages"). A write has encoded the buffer
+    by the time it returns, so the next chunk may overwrite it.
     """
 
     def stored_depth(self, depth: np.ndarray) -> np.ndarray:
@@ -163,7 +164,7 @@ class _StagingBuffers(threading.local):
             return depth
         buffer = getattr(self, "buffer", None)
         if buffer is None or buffer.shape != depth.shape:
-            buffer = self.buffer = np.empty(depth.shape, DEPTH_DTYPE)
+            buffer = self.buffer = small_page_array(depth.shape, DEPTH_DTYPE)
         return _as_stored_depth(depth, out=buffer)
 
 

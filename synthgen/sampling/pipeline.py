@@ -68,6 +68,7 @@ import numpy as np
 import torch
 
 from synthgen.conventions import CUBE_MM
+from synthgen.data.memory import is_whole_small_page_array, small_page_array
 from synthgen.data.schema import DEFAULT_CHUNK_SIZE, SampleBatch
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
@@ -205,7 +206,7 @@ class SamplingPipeline:
         steps_of = max(1, math.ceil((batch_size or block) / block))  # blocks per step
         size = self.model.config.generator.crop_size
         if depth_out is None:
-            depth = np.empty((n, size, size), np.float32)
+            depth = small_page_array((n, size, size), np.float32)  # reused by `recycle`: see synthgen.data.memory
         elif depth_out.shape != (n, size, size) or depth_out.dtype != np.float32 or not depth_out.flags.c_contiguous:
             raise ValueError(f"depth_out must be a C-contiguous ({n}, {size}, {size}) float32 array")
         else:
@@ -381,7 +382,7 @@ class _PipelineSource:
         first touch (~10 % of `sample`'s CPU; docs/performance.md, "Fresh pages").
         """
         depth = chunk.depth
-        if depth.dtype == np.float32 and depth.flags.c_contiguous and depth.flags.owndata:
+        if depth.dtype == np.float32 and is_whole_small_page_array(depth):  # a buffer the pipeline made
             self._free_depth.append(depth)  # deque.append is atomic: producers and the writer share it
 
     def _depth_buffer(self, count: int) -> np.ndarray | None:

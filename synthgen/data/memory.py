@@ -1,0 +1,31 @@
+"""Large arrays that are filled once per chunk and reused, in ordinary 4 KiB pages.
+
+numpy asks the kernel for transparent huge pages for every array of 4 MB or more. Faulting in
+a fresh huge page needs 2 MB of contiguous memory that, on a VM, the host must back first: on
+this project's VMs a 64 MiB array took 9–12 ms to touch once in one run and 670–740 ms in the
+next, against a steady 24–29 ms in 4 KiB pages; passes over the memory afterwards cost the same
+either way (8.6–9.1 ms per 64 MiB fill; docs/performance.md, "Huge pages"). The buffers that
+`sample` reuses chunk after chunk are touched fresh only a few times per run, and this makes
+those few times predictable.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+
+def small_page_array(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised, writable, C-contiguous array (like np.empty) in anonymous 4 KiB pages."""
+    dtype = np.dtype(dtype)
+    memory = mmap.mmap(-1, max(1, int(np.prod(shape)) * dtype.itemsize))
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux; elsewhere the kernel's default
+        memory.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.ndarray(shape, dtype, buffer=memory)
+
+
+def is_whole_small_page_array(array: np.ndarray) -> bool:
+    """Whether `array` is all of a `small_page_array` (not a view of part of one): what a buffer
+    pool may take back."""
+    return isinstance(array.base, mmap.mmap) and len(array.base) == max(1, array.nbytes) and array.flags.c_contiguous
