@@ -431,3 +431,18 @@ def test_two_renderers_over_500_frames_do_not_grow_memory(backend, probe):
 def test_both_backends_render_identical_depth(probe):
     """EGL and OSMesa run the same shaders on the same rasteriser: bit-identical depth maps."""
     assert probe("egl")[2] == probe("osmesa")[2]
+
+
+def test_a_baseline_renderer_reuses_a_recycled_chunks_buffer_with_the_same_result():
+    """`write_chunks` hands written chunks back (fresh 64 MiB buffers cost page faults); the next
+    chunk renders into the same memory, and renders what it renders into a fresh buffer."""
+    from synthgen.hand.baseline import BaselineRenderer
+
+    renderer = BaselineRenderer(seed=5)
+    first = renderer.make_chunk(0, 16)
+    expected = renderer.make_chunk(1, 16).depth.copy()
+    address = first.depth.ctypes.data
+    renderer.recycle(first)
+    again = renderer.make_chunk(1, 16)
+    assert again.depth.ctypes.data == address
+    np.testing.assert_array_equal(again.depth, expected)

@@ -241,6 +241,26 @@ def test_shard_encoder_only_takes_the_layout_it_reproduces(tmp_path):
     assert [ShardEncoder.for_array(array) for array in others] == [None, None, None]
 
 
+def test_buffer_pool_takes_back_only_whole_buffers_it_could_have_made():
+    """A pool hands a buffer out again only if it got all of one back: never a view of part of
+    one (someone may still read the rest), a transposed one or an ordinary numpy array."""
+    import pickle
+
+    from synthgen.memory import BufferPool
+
+    pool = BufferPool(2)
+    buffer = pool.take((4, 8), np.float32)
+    assert buffer.flags.writeable and buffer.flags.c_contiguous and buffer.shape == (4, 8)
+    for other in (buffer[1:], buffer.T, np.empty((4, 8), np.float32)):
+        pool.give_back(other)
+        assert pool.take((4, 8), np.float32).ctypes.data != other.ctypes.data
+    pool.give_back(buffer)
+    assert pickle.loads(pickle.dumps(pool)).take((4, 8), np.float32).ctypes.data != buffer.ctypes.data  # pickles empty
+    assert pool.take((2, 8), np.float32).shape == (2, 8)  # another shape: a new buffer (the old one is dropped)
+    pool.give_back(buffer)
+    assert pool.take((4, 8), np.float32) is buffer
+
+
 # --- crash safety --------------------------------------------------------------------------
 
 

@@ -72,7 +72,7 @@ from synthgen.data.schema import (
     working_path_for,
     write_chunk_marker,
 )
-from synthgen.data.memory import small_page_array
+from synthgen.memory import small_page_array
 from synthgen.data.shards import ShardEncoder
 
 

@@ -18,6 +18,7 @@ from synthgen.hand.mesh import HandMesh, skinning_coefficients
 from synthgen.hand.noise import SensorNoise
 from synthgen.hand.prior import PriorConfig, sample_poses
 from synthgen.hand.render import DepthRenderer
+from synthgen.memory import BufferPool
 
 
 #: Hands skinned, rendered, noised and normalised together: a few MB, so each step's arrays stay
@@ -53,6 +54,7 @@ class BaselineRenderer:
     def __post_init__(self) -> None:
         self._mesh: HandMesh | None = None
         self._renderer: DepthRenderer | None = None
+        self._buffers = BufferPool(4)  # the chunks in flight in one process (made, queued, written)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -66,6 +68,11 @@ class BaselineRenderer:
             "noise": None if self.noise is None else self.noise.to_dict(),
             "camera": self.camera_name,
         }
+
+    def recycle(self, chunk: RenderedCrops) -> None:
+        """Take back a written chunk's depth buffer for a later chunk (`write_chunks` calls this):
+        fresh 64 MiB buffers cost page faults (synthgen.memory)."""
+        self._buffers.give_back(chunk.depth)
 
     def make_chunk(self, chunk_index: int, count: int) -> RenderedCrops:
         rng = np.random.default_rng([self.seed, chunk_index])
@@ -97,7 +104,7 @@ class BaselineRenderer:
                 planes = (coefficients[block].reshape(-1, basis.shape[0]) @ basis).reshape(-1, 3, basis.shape[1])
                 yield planes.transpose(0, 2, 1), intrinsics[block]
 
-        norm = np.empty((len(pose), self.crop_size, self.crop_size), dtype=np.float32)
+        norm = self._buffers.take((len(pose), self.crop_size, self.crop_size), np.float32)
         # The renderer skins block k + 1 before handing back block k: llvmpipe rasterises one
         # block while this thread skins, normalises and bins the next.
         for start, depth in zip(range(0, len(pose), RENDER_BLOCK), self._renderer.render_stream(skinned_blocks())):

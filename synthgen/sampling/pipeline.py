@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,7 @@ import numpy as np
 import torch
 
 from synthgen.conventions import CUBE_MM
-from synthgen.data.memory import is_whole_small_page_array, small_page_array
+from synthgen.memory import BufferPool, small_page_array
 from synthgen.data.schema import DEFAULT_CHUNK_SIZE, SampleBatch
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
@@ -206,7 +205,7 @@ class SamplingPipeline:
         steps_of = max(1, math.ceil((batch_size or block) / block))  # blocks per step
         size = self.model.config.generator.crop_size
         if depth_out is None:
-            depth = small_page_array((n, size, size), np.float32)  # reused by `recycle`: see synthgen.data.memory
+            depth = small_page_array((n, size, size), np.float32)  # reused by `recycle`: see synthgen.memory
         elif depth_out.shape != (n, size, size) or depth_out.dtype != np.float32 or not depth_out.flags.c_contiguous:
             raise ValueError(f"depth_out must be a C-contiguous ({n}, {size}, {size}) float32 array")
         else:
@@ -365,12 +364,11 @@ class _PipelineSource:
     def __post_init__(self) -> None:
         self._pipeline: SamplingPipeline | None = None
         self._precision_checked = False
-        self._free_depth: deque[np.ndarray] = deque(maxlen=MAX_PRODUCERS + 2)
+        self._buffers = BufferPool(MAX_PRODUCERS + 2)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_pipeline"] = None
-        state["_free_depth"] = deque(maxlen=MAX_PRODUCERS + 2)
         return state
 
     def recycle(self, chunk: GeneratedSamples) -> None:
@@ -381,17 +379,11 @@ class _PipelineSource:
         chunk was returned to the kernel when freed and came back as new pages, zeroed again at
         first touch (~10 % of `sample`'s CPU; docs/performance.md, "Fresh pages").
         """
-        depth = chunk.depth
-        if depth.dtype == np.float32 and is_whole_small_page_array(depth):  # a buffer the pipeline made
-            self._free_depth.append(depth)  # deque.append is atomic: producers and the writer share it
+        self._buffers.give_back(chunk.depth)
 
-    def _depth_buffer(self, count: int) -> np.ndarray | None:
-        """A recycled depth buffer for `count` samples, or None (the pipeline allocates one)."""
-        try:
-            depth = self._free_depth.pop()
-        except IndexError:
-            return None
-        return depth if len(depth) == count else None
+    def _depth_buffer(self, count: int) -> np.ndarray:
+        size = self.model.config.generator.crop_size
+        return self._buffers.take((count, size, size), np.float32)
 
     @property
     def pipeline(self) -> SamplingPipeline:

@@ -12,6 +12,7 @@ those few times predictable.
 from __future__ import annotations
 
 import mmap
+from collections import deque
 
 import numpy as np
 
@@ -29,3 +30,33 @@ def is_whole_small_page_array(array: np.ndarray) -> bool:
     """Whether `array` is all of a `small_page_array` (not a view of part of one): what a buffer
     pool may take back."""
     return isinstance(array.base, mmap.mmap) and len(array.base) == max(1, array.nbytes) and array.flags.c_contiguous
+
+
+class BufferPool:
+    """Whole `small_page_array`s handed back for reuse, so that a producer touches fresh memory
+    only for the chunks in flight at once. Thread-safe (deque operations are atomic); keeps at
+    most `size` buffers; pickles empty (worker processes start their own)."""
+
+    def __init__(self, size: int):
+        self._free: deque[np.ndarray] = deque(maxlen=size)
+
+    def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A buffer of this shape and dtype (contents undefined): a handed-back one, else a new one."""
+        try:
+            buffer = self._free.pop()
+        except IndexError:
+            buffer = None
+        if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != np.dtype(dtype):
+            buffer = small_page_array(tuple(shape), dtype)
+        return buffer
+
+    def give_back(self, array: np.ndarray) -> None:
+        """Hand back an array nobody will read again; ignored unless it is a whole pool-made buffer."""
+        if is_whole_small_page_array(array):
+            self._free.append(array)
+
+    def __getstate__(self) -> dict:
+        return {"size": self._free.maxlen}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["size"])
