@@ -4,7 +4,7 @@ Why. Writing one 1024-sample chunk through `zarr.Array.__setitem__` spends most 
 time scheduling coroutines and thread-pool tasks (one per inner chunk and codec), holding the
 GIL that the sampling threads need between their torch calls: in a py-spy profile of `sample`,
 zarr's asyncio orchestration held the GIL ~6x longer than all of synthgen and torch's Python
-together (docs/performance.md, "Writing shards directly"). The encoding itself is two library
+together (docs/performance.md, "Fresh pages and writing shards directly"). The encoding itself is two library
 calls, so a writer that owns whole shards can do it directly.
 
 What. For an array that synthgen's writer creates — split along the sample axis only, codecs
@@ -12,7 +12,8 @@ What. For an array that synthgen's writer creates — split along the sample axi
 `crc32c`, index at the end — a complete shard is the inner chunks in order (the Morton order
 of chunk coordinates (i, 0, ...) is i), each compressed by numcodecs' Zstd (the codec zarr
 itself calls), followed by the little-endian uint64 (offset, nbytes) of every inner chunk and
-the crc32c of that index. tests/test_shards.py checks the bytes against zarr's for every array.
+the crc32c of that index. tests/test_store.py checks every file of a store written this way
+against zarr's.
 Any other layout gets no encoder (`ShardEncoder.for_array` returns None) and goes through zarr.
 """
 

@@ -72,8 +72,8 @@ from synthgen.data.schema import (
     working_path_for,
     write_chunk_marker,
 )
-from synthgen.memory import small_page_array
 from synthgen.data.shards import ShardEncoder
+from synthgen.memory import small_page_array
 
 
 def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_size: int,
@@ -121,6 +121,9 @@ def _as_stored_depth(depth: np.ndarray, out: np.ndarray | None = None) -> np.nda
     return stored
 
 
+_SYNC_DATA = getattr(os, "fdatasync", os.fsync)  # fdatasync: Linux; macOS has only fsync
+
+
 def _write_file(path: Path, data: bytes) -> None:
     """Write a shard file whole or not at all (a temporary file renamed into place, as zarr does),
     on disk before it gets its name, and out of the page cache afterwards.
@@ -145,9 +148,6 @@ def _write_file(path: Path, data: bytes) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-
-
-_SYNC_DATA = getattr(os, "fdatasync", os.fsync)  # fdatasync: Linux; macOS has only fsync
 
 
 class _StagingBuffers(threading.local):

@@ -67,12 +67,12 @@ import numpy as np
 import torch
 
 from synthgen.conventions import CUBE_MM
-from synthgen.memory import BufferPool, small_page_array
 from synthgen.data.schema import DEFAULT_CHUNK_SIZE, SampleBatch
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
 from synthgen.hand import camera
 from synthgen.hand.noise import SensorNoise
+from synthgen.memory import BufferPool, small_page_array
 from synthgen.models.inference import DepthGenerator, depth_difference
 from synthgen.sampling.prior import CropCenters, LatentPrior
 
@@ -205,7 +205,7 @@ class SamplingPipeline:
         steps_of = max(1, math.ceil((batch_size or block) / block))  # blocks per step
         size = self.model.config.generator.crop_size
         if depth_out is None:
-            depth = small_page_array((n, size, size), np.float32)  # reused by `recycle`: see synthgen.memory
+            depth = small_page_array((n, size, size), np.float32)  # 4 KiB pages: see synthgen.memory
         elif depth_out.shape != (n, size, size) or depth_out.dtype != np.float32 or not depth_out.flags.c_contiguous:
             raise ValueError(f"depth_out must be a C-contiguous ({n}, {size}, {size}) float32 array")
         else:
