@@ -234,11 +234,15 @@ def test_written_chunks_hand_their_depth_buffers_back(model, tmp_path, monkeypat
         """Writes 9 chunks (the last one short) with 2 producers; returns how many full-chunk
         depth buffers were allocated."""
         allocated = []
-        monkeypatch.setattr(synthgen.memory, "small_page_array",
-                            lambda shape, dtype: allocated.append(tuple(shape)) or allocate(shape, dtype))
+
+        def counted(shape, dtype):  # every buffer, the writer's float16 staging too
+            allocated.append((tuple(shape), np.dtype(dtype)))
+            return allocate(shape, dtype)
+
+        monkeypatch.setattr(synthgen.memory, "small_page_array", counted)
         writer = StoreWriter.create(tmp_path / name, 8 * 128 + 40, metadata, with_latent=True, chunk_size=128)
         write_store(writer, PriorSource(model, seed=3, chunk_size=128, precision="fp32-fast"), producers=2)
-        return allocated.count((128, 128, 128))
+        return allocated.count(((128, 128, 128), np.dtype(np.float32)))
 
     assert write("recycled.zarr") <= 2 + 2 + 1  # at most the chunks in flight: 2 made, 2 queued, 1 written
     monkeypatch.setattr(PriorSource, "recycle", lambda self, chunk: None)

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,7 @@ from synthgen.data.schema import (
     write_chunk_marker,
 )
 from synthgen.data.shards import ShardEncoder
-from synthgen.memory import small_page_array
+from synthgen.memory import BufferPool
 
 
 def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_size: int,
@@ -150,24 +149,6 @@ def _write_file(path: Path, data: bytes) -> None:
         raise
 
 
-class _StagingBuffers(threading.local):
-    """One float16 depth buffer per writing thread, reused chunk after chunk.
-
-    A chunk's 32 MiB is above glibc's mmap threshold, so a fresh buffer per chunk went back to
-    the kernel when freed and came back as new pages, zeroed again at first touch: 5-20 ms of
-    system time per chunk (docs/performance.md, "Fresh pages"). A write has encoded the buffer
-    by the time it returns, so the next chunk may overwrite it.
-    """
-
-    def stored_depth(self, depth: np.ndarray) -> np.ndarray:
-        if depth.dtype == DEPTH_DTYPE:
-            return depth
-        buffer = getattr(self, "buffer", None)
-        if buffer is None or buffer.shape != depth.shape:
-            buffer = self.buffer = small_page_array(depth.shape, DEPTH_DTYPE)
-        return _as_stored_depth(depth, out=buffer)
-
-
 class StoreWriter:
     """Writes samples into one store's working directory; use `create` or `open_existing`."""
 
@@ -188,7 +169,9 @@ class StoreWriter:
         self._arrays = {name: group[name].with_config({"write_empty_chunks": True})
                         for name in ("depth", "pose", "center", "latent") if name in group}
         self._encoders = {name: ShardEncoder.for_array(array) for name, array in self._arrays.items()}
-        self._staging = _StagingBuffers()
+        # float16 depth for one write at a time, reused: a fresh 32 MiB per chunk went back to the
+        # kernel when freed and was zeroed again at first touch (docs/performance.md, "Fresh pages").
+        self._staging = BufferPool(1)
 
     @classmethod
     def create(cls, path: str | Path, num_samples: int, metadata: StoreMetadata, *, with_latent: bool = False,
@@ -325,7 +308,8 @@ class StoreWriter:
             raise ChunkAlignmentError(f"samples [{start}, {stop}) end inside a chunk of {self.chunk_size}; "
                                       f"write whole chunks")
         self._check_matches_store(batch)
-        columns = {"depth": self._staging.stored_depth(batch.depth), "pose": batch.pose, "center": batch.center,
+        staging = self._staging.take(batch.depth.shape, DEPTH_DTYPE)  # never touched if depth is float16
+        columns = {"depth": _as_stored_depth(batch.depth, out=staging), "pose": batch.pose, "center": batch.center,
                    "latent": batch.latent}
         try:
             for chunk in range(start // self.chunk_size, -(-stop // self.chunk_size)):
@@ -338,6 +322,8 @@ class StoreWriter:
             raise StoreWriteError(f"cannot write samples [{start}, {stop}) to {self.working_path}: "
                                   f"{error.strerror or error}; the chunks already written are kept for a resume"
                                   ) from None
+        finally:
+            self._staging.give_back(staging)  # encoded by now: the next write may overwrite it
 
     def _write_shard(self, name: str, chunk: int, data: np.ndarray) -> str | None:
         """Write chunk `chunk` of array `name` (its shard file); returns the file's sha256.
