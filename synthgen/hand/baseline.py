@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from synthgen.conventions import CAMERAS, CROP_SIZE, CUBE_MM
 from synthgen.hand import camera
@@ -100,16 +101,19 @@ class BaselineRenderer:
         def skinned_blocks():
             for start in range(0, len(pose), RENDER_BLOCK):
                 block = slice(start, start + RENDER_BLOCK)
-                # numpy, not torch: its OpenBLAS GEMM ran this (3b, 84) @ (84, V) product ~2x faster here.
                 planes = (coefficients[block].reshape(-1, basis.shape[0]) @ basis).reshape(-1, 3, basis.shape[1])
                 yield planes.transpose(0, 2, 1), intrinsics[block]
 
         norm = self._buffers.take((len(pose), self.crop_size, self.crop_size), np.float32)
         # The renderer skins block k + 1 before handing back block k: llvmpipe rasterises one
-        # block while this thread skins, normalises and bins the next.
-        for start, depth in zip(range(0, len(pose), RENDER_BLOCK), self._renderer.render_stream(skinned_blocks())):
-            block = slice(start, start + RENDER_BLOCK)
-            if self.noise is not None:
-                depth = self.noise.apply(depth, noise_rng)
-            norm[block] = camera.normalize_depth(depth, centers[block, 2], self.cube_mm)
+        # block while this thread skins, normalises and bins the next. The skinning GEMM (~34 µs
+        # a hand) runs on one BLAS thread: OpenBLAS's idle threads busy-wait between calls, and
+        # with a GEMM every block they took ~40 % of the CPU that llvmpipe needs (docs/performance.md).
+        with threadpool_limits(1, user_api="blas"):
+            for start, depth in zip(range(0, len(pose), RENDER_BLOCK),
+                                    self._renderer.render_stream(skinned_blocks())):
+                block = slice(start, start + RENDER_BLOCK)
+                if self.noise is not None:
+                    depth = self.noise.apply(depth, noise_rng)
+                norm[block] = camera.normalize_depth(depth, centers[block, 2], self.cube_mm)
         return RenderedCrops(norm, joints.astype(np.float32), centers)
