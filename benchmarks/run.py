@@ -153,7 +153,12 @@ def bench_render(n: int, repeats: int) -> list[dict]:
     rows += [{"name": "render: CLI, egl, 1 worker, 1 llvmpipe thread, excl. start-up", "value": rate["egl1", 1],
               "unit": "frames/s", "target": "a worker process's configuration"},
              {"name": "render: 2 workers / 1 (1 llvmpipe thread each)", "value": rate["egl", 2] / rate["egl1", 1],
-              "unit": "x", "target": "near-linear with processes (issue 9): ~2 on 2 cores"}]
+              "unit": "x", "target": "near-linear with processes (issue 9): ~2 on 2 cores"},
+             # What all cores could render at the in-process CPU cost per frame (writing not
+             # counted): how close the processes come to it is how linearly they scale.
+             {"name": f"render: 2 workers / {os.cpu_count()} cores at in-process CPU per frame",
+              "value": rate["egl", 2] / (os.cpu_count() * 1e6 / (statistics.median(cpu_times) / 1024 * 1e6)),
+              "unit": "x", "target": "near-linear with processes (issue 9): ~1"}]
     return rows
 
 

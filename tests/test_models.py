@@ -354,3 +354,37 @@ def test_init_from_continues_a_saved_model(tmp_path, trained, data):
     other = replace(no_steps, model=CrossingNetsConfig.from_dict({"generator": {"channels": 4, "fc_dim": 64}}))
     with pytest.raises(InputError, match="init_from"):
         train(other, data, tmp_path / "other")
+
+
+def test_refining_one_half_leaves_the_other_bit_identical(tmp_path, trained):
+    """refine.train: the posterior path and Ali + G never share a loss, so refining one alone
+    trains it exactly as refining both does, and the other half (with its BN statistics, and
+    for G the latent prior) stays the saved model's: samples or estimates do not change."""
+    model, out = trained
+    base = Recipe.from_toml(TINY)
+    plan = replace(base, init_from=str(out / "model"), vae=replace(base.vae, steps=0), gan=replace(base.gan, steps=0),
+                   joint=replace(base.joint, warmup_steps=0, steps=0), losses=replace(base.losses, recons="l1"),
+                   runtime=replace(base.runtime, recalibrate_bn=True, recalibrate_batches=2))
+    other = structured_data(seed=1)  # other poses: recomputed latent statistics would differ
+    runs = {half: train(replace(plan, refine=replace(base.refine, steps=4, train=half)), other, tmp_path / half)
+            for half in ("both", "posterior", "generator")}
+
+    def part(m, posterior: bool) -> dict:
+        D = m.discriminator
+        mods = {"convs": D.convs[: D.config.branch_after], "posterior": D.posterior} if posterior else \
+            {"align": m.align, "generator": m.generator}
+        return {f"{name}.{k}": v for name, mod in mods.items() for k, v in mod.state_dict().items()}
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    both, post, gen = runs["both"], runs["posterior"], runs["generator"]
+    assert same(part(post, True), part(both, True)) and same(part(gen, False), part(both, False))
+    assert same(part(post, False), part(model, False)) and post.latent == model.latent
+    assert same(part(gen, True), part(model, True)) and gen.latent != model.latent
+    assert not same(part(post, True), part(model, True)) and not same(part(gen, False), part(model, False))
+    rows = {half: read_losses(tmp_path / half / "metrics.csv") for half in runs}
+    assert all(r["pos"] and not r["recons"] for r in rows["posterior"])
+    assert all(r["recons"] and not r["pos"] for r in rows["generator"])
+    with pytest.raises(ValueError, match="refine.train"):
+        Recipe.from_dict({"refine": {"train": "decoder"}})

@@ -190,13 +190,21 @@ class JointStage:
     lr_min_ratio: float = 0.05
 
 
+#: What each `RefineStage.train` value trains.
+REFINE_HALVES = {"both": ("posterior", "generator"), "posterior": ("posterior",), "generator": ("generator",)}
+
+
 @dataclass
 class RefineStage:
     """Extension (steps = 0 is the paper): after joint training, only the supervised halves of
     the joint step: the posterior path (D's first conv blocks + posterior head) with L_pos
     (+ losses.pose_weight · decoded-pose MSE) and Ali + G with L_recons, on labeled pairs.
     A refinement step costs a fraction of a joint step, so on a CPU budget this is where
-    pose accuracy and silhouette fidelity are cheapest to buy."""
+    pose accuracy and silhouette fidelity are cheapest to buy.
+
+    The two halves never interact (each loss reaches only its own network), so `train` may
+    keep one frozen: "posterior" improves estimation while every generated sample stays
+    bit-identical; "generator" the reverse."""
 
     steps: int = 0
     batch_size: int = 64
@@ -204,6 +212,7 @@ class RefineStage:
     betas: tuple[float, float] = (0.9, 0.999)
     lr_schedule: str = "cosine"
     lr_min_ratio: float = 0.02
+    train: str = "both"  # "both", "posterior" (Ali + G frozen) or "generator" (D frozen)
 
 
 @dataclass
@@ -277,6 +286,19 @@ class Recipe:
         for name in ("vae", "gan", "joint", "refine"):
             if getattr(self, name).steps < 0:
                 raise ValueError(f"{name}.steps must be >= 0")
+        if self.refine.train not in REFINE_HALVES:
+            raise ValueError(f"refine.train must be one of {', '.join(REFINE_HALVES)}, got {self.refine.train!r}")
+
+    @property
+    def trained_paths(self) -> set[str]:
+        """The inference paths whose weights some stage with steps changes: "posterior" (D's
+        first conv blocks + posterior head), "generator" (Ali + G). The VAE stage changes neither."""
+        paths = set()
+        if (self.losses.use_gan and self.gan.steps) or self.joint.warmup_steps or self.joint.steps:
+            paths |= {"posterior", "generator"}
+        if self.refine.steps:
+            paths |= set(REFINE_HALVES[self.refine.train])
+        return paths
 
     @property
     def total_steps(self) -> int:

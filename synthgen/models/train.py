@@ -6,7 +6,7 @@
 3. warmup  VAE frozen: alignment layer (L_recons) + posterior / metric heads (L_pos + L_smo).
 4. joint   VAE frozen: alternating D (L_gan + L_pos + L_smo) and G (L_gan(fm) + L_recons + L_smo).
 5. refine  extension (0 steps in the paper's schedule): the joint step's supervised halves
-           alone, D's posterior path with L_pos and Ali + G with L_recons.
+           alone, D's posterior path with L_pos and Ali + G with L_recons (or one of them).
 
 Batches and noise of a step depend only on (seed, stage, step), so `resume=True` from any
 checkpoint reproduces the uninterrupted run's losses. Outputs under out_dir: metrics.csv,
@@ -34,7 +34,7 @@ from synthgen.errors import InputError
 from synthgen.models import losses as L
 from synthgen.models.checkpoint import (CheckpointError, load, load_training_state, save_model,
                                         save_training_state)
-from synthgen.models.config import GaussianStats, PoseNormalisation, Recipe
+from synthgen.models.config import REFINE_HALVES, GaussianStats, PoseNormalisation, Recipe
 from synthgen.models.crossing_nets import CrossingNets
 from synthgen.models.evaluate import evaluate, write_report
 
@@ -154,10 +154,13 @@ class Trainer:
         return torch.from_numpy(np.searchsorted(self.split.labeled, idx))
 
     def compute_codes(self) -> None:
-        """Codes of the labeled poses under the (now frozen) VAE, and their latent statistics."""
+        """Codes of the labeled poses under the (now frozen) VAE, and their latent statistics:
+        the prior `sample` draws G's inputs from, so a run that leaves G as it was keeps its
+        model's statistics (and with them every sample)."""
         with torch.no_grad():
             self.codes = torch.cat([self.model.vae.encode(self.rel)[0], self.offset], 1)
-        self.model.latent = GaussianStats.of(self.codes[:, : self.model.config.vae.latent_dim].numpy())
+        if "generator" in self.r.trained_paths:
+            self.model.latent = GaussianStats.of(self.codes[:, : self.model.config.vae.latent_dim].numpy())
 
     # --- stage steps -------------------------------------------------------------------------
 
@@ -239,7 +242,8 @@ class Trainer:
         """One D step then one G step on the same batch (DCGAN order).
 
         adversarial=False keeps only the supervised halves (D: L_pos, G: L_recons): the
-        refinement stage, and the joint stage of the supervised-only ablation.
+        refinement stage, and the joint stage of the supervised-only ablation. Then a half whose
+        optimizer `opt` lacks (refine.train) is skipped: neither half's loss reaches the other.
         """
         D, lw = self.model.discriminator, self.r.losses
         use_gan, use_smo = adversarial and lw.use_gan, adversarial and lw.use_smo
@@ -249,58 +253,64 @@ class Trainer:
         z_mix = L.mix_codes(z, lw.mix_size, gen) if use_gan or use_smo else None
         # D's branch sees G(Ali z) only for L_smo, G(Ali z̃) for L_smo and L_gan: its last B rows.
         fake_rows = slice(0, 2 * B) if use_smo else slice(B, 2 * B) if use_gan else None
+        logs = {}
         with self.autocast():
-            out = self.generate(z, z_mix)
-            # D: L_gan (BCE) + L_pos + L_smo; generated depth detached.
-            _set_trainable(D.parameters(), True)
-            x_branch = D.branch(x)
-            fake_branch = D.branch(out[fake_rows].detach()) if fake_rows else None
-            logs, d_loss, f_real = self.head_losses(x_branch, fake_branch, z, z_mix, rows, use_smo)
-            if use_gan:
-                real_branch = x_branch if real_idx is None else D.branch(self.depth_batch(real_idx))
-                real_logit, real_feat = D.trunk(real_branch)
-                d_gan = L.d_gan_loss(real_logit.float(), D.trunk(fake_branch[-B:])[0].float())
-                d_loss, logs["d_gan"] = d_loss + d_gan, d_gan.item()
-        opt["d"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt["d"].step()
-        with self.autocast():
-            # G: L_gan (feature matching) + L_recons + L_smo, through the updated (frozen) D.
-            _set_trainable(D.parameters(), False)
-            recons = L.recons_loss(x, out[:B].float(), lw.recons_clip, lw.recons)
-            g_loss, logs["recons"] = recons, recons.item()
-            fake_branch = D.branch(out[fake_rows]) if fake_rows else None
-            if use_gan:
-                fm = L.feature_matching_loss(real_feat.float(), D.trunk(fake_branch[-B:])[1].float())
-                g_loss, logs["g_fm"] = g_loss + fm, fm.item()
-            if use_smo:
-                f_fake, f_mix = D.metric(fake_branch).float().chunk(2)
-                smo = L.smoothness_loss(z, z_mix, f_real.detach(), f_fake, f_mix)
-                g_loss, logs["smo_g"] = g_loss + smo, smo.item()
-        opt["g"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt["g"].step()
+            out = self.generate(z, z_mix) if "g" in opt else None
+        if "d" in opt:
+            with self.autocast():
+                # D: L_gan (BCE) + L_pos + L_smo; generated depth detached.
+                _set_trainable(D.parameters(), True)
+                x_branch = D.branch(x)
+                fake_branch = D.branch(out[fake_rows].detach()) if fake_rows else None
+                logs, d_loss, f_real = self.head_losses(x_branch, fake_branch, z, z_mix, rows, use_smo)
+                if use_gan:
+                    real_branch = x_branch if real_idx is None else D.branch(self.depth_batch(real_idx))
+                    real_logit, real_feat = D.trunk(real_branch)
+                    d_gan = L.d_gan_loss(real_logit.float(), D.trunk(fake_branch[-B:])[0].float())
+                    d_loss, logs["d_gan"] = d_loss + d_gan, d_gan.item()
+            opt["d"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt["d"].step()
+        if "g" in opt:
+            with self.autocast():
+                # G: L_gan (feature matching) + L_recons + L_smo, through the updated (frozen) D.
+                _set_trainable(D.parameters(), False)
+                recons = L.recons_loss(x, out[:B].float(), lw.recons_clip, lw.recons)
+                g_loss, logs["recons"] = recons, recons.item()
+                fake_branch = D.branch(out[fake_rows]) if fake_rows else None
+                if use_gan:
+                    fm = L.feature_matching_loss(real_feat.float(), D.trunk(fake_branch[-B:])[1].float())
+                    g_loss, logs["g_fm"] = g_loss + fm, fm.item()
+                if use_smo:
+                    f_fake, f_mix = D.metric(fake_branch).float().chunk(2)
+                    smo = L.smoothness_loss(z, z_mix, f_real.detach(), f_fake, f_mix)
+                    g_loss, logs["smo_g"] = g_loss + smo, smo.item()
+            opt["g"].zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt["g"].step()
         return logs
 
     # --- BN re-estimation (extension) ----------------------------------------------------------
 
     @torch.no_grad()
     def recalibrate_bn(self, n_batches: int, batch_size: int) -> None:
-        """Re-estimate the BN statistics of both inference paths as population averages: the
-        posterior path on real training depth, Ali + G on the training codes.
+        """Re-estimate the BN statistics of the inference paths this recipe trains
+        (`Recipe.trained_paths`) as population averages: the posterior path on real training
+        depth, Ali + G on the training codes.
 
         Running averages (momentum 0.1) lag weights that move fast and, in the shared conv
-        blocks, mix real and generated batches; inference sees neither effect.
+        blocks, mix real and generated batches; inference sees neither effect. A path no stage
+        trained keeps its statistics, so its outputs stay bit-identical.
         """
         m, D = self.model, self.model.discriminator
         depth = EpochSampler(self.split.train, batch_size, self.r.seed, stream=98)
         codes = EpochSampler(self.split.labeled, batch_size, self.r.seed, stream=99)
-        paths = [([*D.convs[: D.config.branch_after], D.posterior],
-                  lambda i: D.posterior(D.branch(self.depth_batch(depth(i))))),
-                 ([m.align, m.generator],
-                  lambda i: m.generator(m.align(self.codes[self.labeled_rows(codes(i))])))]
+        paths = {"posterior": ([*D.convs[: D.config.branch_after], D.posterior],
+                               lambda i: D.posterior(D.branch(self.depth_batch(depth(i))))),
+                 "generator": ([m.align, m.generator],
+                               lambda i: m.generator(m.align(self.codes[self.labeled_rows(codes(i))])))}
         m.eval()
-        for modules, forward in paths:
+        for modules, forward in (paths[name] for name in paths if name in self.r.trained_paths):
             bns = [b for mod in modules for b in mod.modules() if isinstance(b, (nn.BatchNorm1d, nn.BatchNorm2d))]
             momenta = [b.momentum for b in bns]
             for b in bns:
@@ -537,10 +547,11 @@ def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.o
         return {"warmup": _adam(params, r.joint.warmup_lr, r.joint.betas)}
     G_params = [*model.align.parameters(), *model.generator.parameters()]
     if stage == "refine":
-        # The posterior path (first conv blocks + posterior head) and Ali + G, supervised.
+        # The posterior path (first conv blocks + posterior head) and/or Ali + G, supervised.
+        halves = {"d": [*D.convs[: D.config.branch_after].parameters(), *D.posterior.parameters()], "g": G_params}
+        trained = [key for key, path in (("d", "posterior"), ("g", "generator")) if path in REFINE_HALVES[r.refine.train]]
         _set_trainable(model.parameters(), False)
-        D_params = [*D.convs[: D.config.branch_after].parameters(), *D.posterior.parameters()]
-        _set_trainable([*G_params, *D_params], True)
-        return {"g": _adam(G_params, r.refine.lr, r.refine.betas), "d": _adam(D_params, r.refine.lr, r.refine.betas)}
+        _set_trainable([p for key in trained for p in halves[key]], True)
+        return {key: _adam(halves[key], r.refine.lr, r.refine.betas) for key in trained}
     _set_trainable([*G_params, *D.parameters()], True)
     return {"g": _adam(G_params, r.joint.lr, r.joint.betas), "d": _adam(D.parameters(), r.joint.lr, r.joint.betas)}
