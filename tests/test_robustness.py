@@ -836,19 +836,19 @@ def test_no_space_in_the_middle_of_a_store_keeps_the_written_chunks_for_resume(w
     """ENOSPC injected where the writer writes a shard file (what a full disk raises there), after 2 chunks."""
     import synthgen.data.writer as writer
 
-    real_write, calls = writer._write_file, {"n": 0}
+    real_write, calls = writer.write_bytes_atomically, {"n": 0}
 
-    def write_file(path, data):
+    def write_file(path, data, **options):
         calls["n"] += 1
         if calls["n"] > 2 * 4:  # depth, pose, center, latent of two chunks
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_write(path, data)
+        return real_write(path, data, **options)
 
     def args(out: Path) -> tuple:
         return ("sample", "--n", 256, "--chunk-size", 64, "--out", out, "--model", world["model"], "--seed", 4)
 
     out, reference = tmp_path / "s.zarr", tmp_path / "ref.zarr"
-    monkeypatch.setattr(writer, "_write_file", write_file)
+    monkeypatch.setattr(writer, "write_bytes_atomically", write_file)
     line = one_line_error(invoke(*args(out)), 1, "No space left on device")
     # Producer threads finish chunks in either order, and the writer writes them as finished:
     # the failing write is the third, of whichever chunk that was (not the first: it came first).
@@ -856,7 +856,7 @@ def test_no_space_in_the_middle_of_a_store_keeps_the_written_chunks_for_resume(w
     assert failed and "kept for a resume" in line, line
     start, stop = map(int, failed.groups())
     assert start in (64, 128, 192) and stop == start + 64
-    monkeypatch.setattr(writer, "_write_file", real_write)
+    monkeypatch.setattr(writer, "write_bytes_atomically", real_write)
     assert not out.exists() and _markers(out) == 2
     result = invoke(*args(out), "--resume")
     assert result.exit_code == 0 and "wrote 128 samples" in result.stdout, result.output

@@ -383,9 +383,10 @@ def test_a_chunk_is_marked_written_only_after_its_shards_are_synced(tmp_path, mo
     """The marker says a chunk survives a power loss: every shard file of the chunk was synced
     to disk (and left the page cache) before the marker was written."""
     import synthgen.data.writer as writer_module
+    import synthgen.outputs as outputs_module
 
     events = []
-    monkeypatch.setattr(writer_module, "_SYNC_DATA", lambda fd: events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))))
+    monkeypatch.setattr(outputs_module, "_SYNC_DATA", lambda fd: events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))))
     marker = writer_module.write_chunk_marker
     monkeypatch.setattr(writer_module, "write_chunk_marker",
                         lambda root, chunk, digests: events.append(("marker", chunk)) or marker(root, chunk, digests))

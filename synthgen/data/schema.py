@@ -77,6 +77,7 @@ from synthgen.conventions import (
     Intrinsics,
 )
 from synthgen.errors import InputError, SynthgenError
+from synthgen.outputs import write_bytes_atomically
 
 # --- errors: one type per failure, each message one line a CLI can print -------------------
 
@@ -188,10 +189,7 @@ def shard_path(store_root: Path, array: Any, chunk: int) -> Path:
 
 def write_chunk_marker(store_root: Path, chunk: int, digests: dict[str, str | None]) -> None:
     """Mark a chunk done with its per-array digests; atomic, so a marker is whole or absent."""
-    marker = chunk_marker(store_root, chunk)
-    partial = marker.with_name(f"{marker.name}.partial")
-    partial.write_text(json.dumps(digests, sort_keys=True))
-    partial.replace(marker)
+    write_bytes_atomically(chunk_marker(store_root, chunk), json.dumps(digests, sort_keys=True).encode())
 
 
 def read_chunk_marker(store_root: Path, chunk: int) -> dict[str, str | None]:

@@ -28,7 +28,6 @@ import errno
 import glob
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -73,6 +72,7 @@ from synthgen.data.schema import (
 )
 from synthgen.data.shards import ShardEncoder
 from synthgen.memory import BufferPool
+from synthgen.outputs import write_bytes_atomically
 
 
 def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_size: int,
@@ -118,35 +118,6 @@ def _as_stored_depth(depth: np.ndarray, out: np.ndarray | None = None) -> np.nda
     stored = np.empty(depth.shape, DEPTH_DTYPE) if out is None else out
     torch.from_numpy(stored).copy_(torch.from_numpy(np.ascontiguousarray(depth, np.float32)))
     return stored
-
-
-_SYNC_DATA = getattr(os, "fdatasync", os.fsync)  # fdatasync: Linux; macOS has only fsync
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Write a shard file whole or not at all (a temporary file renamed into place, as zarr does),
-    on disk before it gets its name, and out of the page cache afterwards.
-
-    Synced: the chunk marker written after a chunk's shards then means they survive a power loss,
-    not only a crash. Dropped from the page cache once clean (POSIX_FADV_DONTNEED): the writer never
-    reads a shard back (digests come from memory), a 100k-sample store would otherwise push 0.5 GB
-    of other data out of the cache, and the next shard's write reuses the freed pages. On this
-    project's VMs fresh page-cache pages are expensive: a 5 MB depth shard cost ~45 ms of system
-    time into fresh pages, ~1.5 ms into recycled ones (docs/performance.md, "Page cache").
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{uuid.uuid4().hex}.partial")
-    try:
-        with partial.open("wb") as file:
-            file.write(data)
-            file.flush()
-            _SYNC_DATA(file.fileno())
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 class StoreWriter:
@@ -339,7 +310,11 @@ class StoreWriter:
             array[lo:lo + len(data)] = data
             return file_sha256(path)
         encoded = encoder.encode(np.asarray(data, encoder.dtype))
-        _write_file(path, encoded)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Synced, so that the chunk marker written after its shards means they survive a power
+        # loss; dropped from the page cache, since the writer never reads a shard back (digests
+        # come from memory) and a 100k store would otherwise push 0.5 GB of other data out of it.
+        write_bytes_atomically(path, encoded, sync=True, drop_from_cache=True)
         return hashlib.sha256(encoded).hexdigest()
 
     def _check_matches_store(self, batch: SampleBatch) -> None:

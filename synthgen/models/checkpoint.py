@@ -27,6 +27,7 @@ from synthgen.conventions import LAYOUTS
 from synthgen.errors import InputError
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.crossing_nets import CrossingNets
+from synthgen.outputs import write_bytes_atomically
 
 FORMAT = "synthgen.crossing_nets"
 FORMAT_VERSION = 1
@@ -65,7 +66,7 @@ def save_model(model: CrossingNets, directory: str | Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     blob = _serialise(model.state_dict())
     digest = hashlib.sha256(blob).hexdigest()
-    _atomic_write(directory / WEIGHTS, blob)
+    write_bytes_atomically(directory / WEIGHTS, blob)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -78,7 +79,7 @@ def save_model(model: CrossingNets, directory: str | Path) -> str:
         "provenance": model.provenance,
         "weights": {"file": WEIGHTS, "sha256": digest, "bytes": len(blob)},
     }
-    _atomic_write(directory / CONFIG, json.dumps(config, indent=2).encode())
+    write_bytes_atomically(directory / CONFIG, json.dumps(config, indent=2).encode())
     return digest
 
 
@@ -210,9 +211,9 @@ def save_training_state(directory: str | Path, optimizers: dict[str, torch.optim
             for key, value in pstate.items():
                 tensors[f"{name}.{pid}.{key}"] = value
     blob = _serialise(tensors)
-    _atomic_write(directory / OPTIMIZER, blob)
+    write_bytes_atomically(directory / OPTIMIZER, blob)
     doc = dict(state, optimizers=groups, optimizer_sha256=hashlib.sha256(blob).hexdigest())
-    _atomic_write(directory / TRAINING_STATE, json.dumps(doc, indent=2).encode())
+    write_bytes_atomically(directory / TRAINING_STATE, json.dumps(doc, indent=2).encode())
 
 
 def load_training_state(directory: str | Path) -> tuple[dict, dict[str, dict]]:
@@ -258,13 +259,3 @@ def _read_json(path: Path) -> dict:
     if not isinstance(doc, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return doc
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(blob)
-        tmp.replace(path)
-    except BaseException:  # a full disk: leave the previous file, not half of the new one
-        tmp.unlink(missing_ok=True)
-        raise

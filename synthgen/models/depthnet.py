@@ -37,8 +37,9 @@ from torch.nn import functional as F
 
 import synthgen
 from synthgen.conventions import CUBE_MM, NUM_JOINTS
-from synthgen.models.checkpoint import (CONFIG, WEIGHTS, CheckpointError, _atomic_write, _checkpoint_dir,
+from synthgen.models.checkpoint import (CONFIG, WEIGHTS, CheckpointError, _checkpoint_dir,
                                         _read_bytes, _read_json, _verified_tensors)
+from synthgen.outputs import write_bytes_atomically
 
 FORMAT = "synthgen.depthnet"
 VERSION = "depthnet-v1"
@@ -167,7 +168,7 @@ def save(net: DepthNet, directory: str | Path, provenance: dict, scales: list[fl
     directory.mkdir(parents=True, exist_ok=True)
     blob = st_save({k: v.detach().contiguous() for k, v in net.state_dict().items()})
     digest = hashlib.sha256(blob).hexdigest()
-    _atomic_write(directory / WEIGHTS, blob)
+    write_bytes_atomically(directory / WEIGHTS, blob)
     config = {
         "format": FORMAT, "version": VERSION, "synthgen_version": synthgen.__version__,
         "architecture": asdict(net.config), "output": "joints in cube units: (xyz_mm - crop_centre) / (cube_mm / 2)",
@@ -175,7 +176,7 @@ def save(net: DepthNet, directory: str | Path, provenance: dict, scales: list[fl
                      "definition": "concat of groups × group_scales; see synthgen/models/depthnet.py"},
         "provenance": provenance, "weights": {"file": WEIGHTS, "sha256": digest, "bytes": len(blob)},
     }
-    _atomic_write(directory / CONFIG, json.dumps(config, indent=2).encode())
+    write_bytes_atomically(directory / CONFIG, json.dumps(config, indent=2).encode())
     return digest
 
 
