@@ -548,10 +548,11 @@ def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.o
     G_params = [*model.align.parameters(), *model.generator.parameters()]
     if stage == "refine":
         # The posterior path (first conv blocks + posterior head) and/or Ali + G, supervised.
-        halves = {"d": [*D.convs[: D.config.branch_after].parameters(), *D.posterior.parameters()], "g": G_params}
-        trained = [key for key, path in (("d", "posterior"), ("g", "generator")) if path in REFINE_HALVES[r.refine.train]]
+        halves = {"posterior": ("d", [*D.convs[: D.config.branch_after].parameters(), *D.posterior.parameters()]),
+                  "generator": ("g", G_params)}
+        chosen = [halves[path] for path in REFINE_HALVES[r.refine.train]]
         _set_trainable(model.parameters(), False)
-        _set_trainable([p for key in trained for p in halves[key]], True)
-        return {key: _adam(halves[key], r.refine.lr, r.refine.betas) for key in trained}
+        _set_trainable([p for _, params in chosen for p in params], True)
+        return {key: _adam(params, r.refine.lr, r.refine.betas) for key, params in chosen}
     _set_trainable([*G_params, *D.parameters()], True)
     return {"g": _adam(G_params, r.joint.lr, r.joint.betas), "d": _adam(D.parameters(), r.joint.lr, r.joint.betas)}
