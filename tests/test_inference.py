@@ -34,10 +34,12 @@ needs_default_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "config.json")
                                          reason="assets/models/default is not installed")
 
 
-def random_model(seed: int = 0, snap: float = 1.0) -> CrossingNets:
+def random_model(seed: int = 0, snap: float = 1.0, arch: str = "paper") -> CrossingNets:
     """A small Crossing Nets with random weights *and* random batch-norm statistics (so folding matters)."""
     torch.manual_seed(seed)
-    config = CrossingNetsConfig(generator=GeneratorConfig(channels=8, fc_dim=128, background_snap=snap),
+    generator = GeneratorConfig(channels=8, fc_dim=128, background_snap=snap) if arch == "paper" else \
+        GeneratorConfig(arch="skeleton", base_size=32, num_upsamples=1, channels=8, background_snap=snap)
+    config = CrossingNetsConfig(generator=generator,
                                 discriminator=DiscriminatorConfig(channels=8, metric_hidden=32, posterior_hidden=64))
     model = CrossingNets(config)
     with torch.no_grad():
@@ -135,9 +137,10 @@ def test_depth_difference_statistics():
 # --- whole networks ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("arch", ["paper", "skeleton"])
 @pytest.mark.parametrize("snap", [1.0, 0.5])
-def test_depth_generator_fp32_is_generate_depth_up_to_rounding(snap):
-    model = random_model(snap=snap)
+def test_depth_generator_fp32_is_generate_depth_up_to_rounding(snap, arch):
+    model = random_model(snap=snap, arch=arch)
     codes = torch.randn(70, 23)  # 3 sub-batches, the last one short
     expected = model.generate_depth(codes)
     got = DepthGenerator(model)(codes)
@@ -147,14 +150,27 @@ def test_depth_generator_fp32_is_generate_depth_up_to_rounding(snap):
         assert (got == 1.0).any() and not ((got >= snap) & (got < 1.0)).any()
 
 
-def test_depth_generator_is_a_snapshot():
-    model = random_model()
+@pytest.mark.parametrize("arch", ["paper", "skeleton"])
+def test_depth_generator_is_a_snapshot(arch):
+    model = random_model(arch=arch)
     fast = DepthGenerator(model)
     codes = torch.randn(4, 23)
     before = fast(codes)
     with torch.no_grad():
         model.generator.out.bias.add_(0.5)
+        if arch == "skeleton":
+            model.generator.pose.dec_fc.weight.mul_(2)
     assert torch.equal(fast(codes), before)
+
+
+@pytest.mark.skipif(not BF16, reason="no bf16 on this CPU")
+def test_bf16_skeleton_generator_keeps_the_pose_head_and_capsules_in_fp32():
+    model = random_model(snap=0.9, arch="skeleton")
+    fast = DepthGenerator(model, torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in fast.pose.parameters())
+    assert [conv.weight.dtype for conv in [*fast.mix, *fast.ups, fast.out]] == [torch.float32] * 2 + [torch.bfloat16] * 2
+    codes = torch.randn(64, 23)
+    assert depth_difference(model.generate_depth(codes).numpy(), fast(codes).numpy())["mean_mm"] < 1.0
 
 
 @pytest.mark.skipif(not BF16, reason="no bf16 on this CPU")

@@ -388,3 +388,122 @@ def test_refining_one_half_leaves_the_other_bit_identical(tmp_path, trained):
     assert all(r["recons"] and not r["pos"] for r in rows["generator"])
     with pytest.raises(ValueError, match="refine.train"):
         Recipe.from_dict({"refine": {"train": "decoder"}})
+
+
+# --- the skeleton generator (extension) --------------------------------------------------------
+
+SKELETON = {"arch": "skeleton", "base_size": 32, "num_upsamples": 1, "channels": 8}
+
+
+def test_skeleton_bones_are_the_layouts_bones_and_palm_links():
+    from synthgen.conventions import LAYOUTS, PARENTS, finger_chain
+    from synthgen.models.generator import skeleton_bones
+
+    canonical = LAYOUTS["hands2017"]
+    bones = skeleton_bones(canonical.parents, canonical.fingers)
+    mcp = [finger_chain(f)[0] for f in range(5)]
+    assert bones[:20] == tuple((p, c) for c, p in enumerate(PARENTS) if p >= 0)
+    assert bones[20:] == ((mcp[1], mcp[2]), (mcp[2], mcp[3]), (mcp[3], mcp[4]))  # index..pinky, not the thumb
+    nyu = LAYOUTS["nyu"]
+    assert len(skeleton_bones(nyu.parents, nyu.fingers)) == 13 + 3  # 13 bones; P2-R2, R2-M2, M2-I2
+    model = CrossingNets(CrossingNetsConfig.from_dict({"generator": SKELETON}))
+    assert model.config.generator.bones == bones  # filled in from the model's joint layout
+    with pytest.raises(ValueError, match="generator.arch"):
+        CrossingNetsConfig.from_dict({"generator": {"arch": "unet"}})
+
+
+def test_crop_coordinates_are_the_crop_cameras_pixels():
+    from synthgen.conventions import Intrinsics
+    from synthgen.hand import camera
+
+    rng = np.random.default_rng(0)
+    center = np.array([[40.0, -30.0, 420.0], [-60.0, 10.0, 600.0]])
+    joints = center[:, None] + rng.normal(0, 40, (2, NUM_JOINTS, 3))
+    got = CrossingNets().crop_coordinates(torch.from_numpy(joints), torch.from_numpy(center)).numpy()
+    for i in range(2):
+        cam: Intrinsics = camera.crop_intrinsics(center[i])
+        uvd = camera.project(joints[i], cam)
+        np.testing.assert_allclose(got[i, :, :2], (uvd[:, :2] - 63.5) / 64, atol=1e-9)
+        np.testing.assert_allclose(got[i, :, 2], (joints[i, :, 2] - center[i, 2]) / 125, atol=1e-12)
+
+
+def test_skeleton_capsules_are_signed_distance_and_surface_depth():
+    model = CrossingNets(CrossingNetsConfig.from_dict({"generator": SKELETON}))
+    G = model.generator
+    joints = torch.zeros(1, NUM_JOINTS, 3)
+    joints[0, :, 2] = 0.5  # every capsule far behind the one under test
+    start, end = G.bone_start[0].item(), G.bone_end[0].item()  # wrist → thumb MCP
+    joints[0, :, 0] = 0.9  # the other capsules collapse to a point at the right edge
+    joints[0, start] = torch.tensor([-0.5, -10 / 64, -0.2])
+    joints[0, end] = torch.tensor([0.5, -10 / 64, 0.0])  # a horizontal bone through grid row 13's centres
+    radii = torch.full((1, len(G.config.bones)), 0.1)
+    features = G.capsules(joints, radii)
+    n = len(G.config.bones)
+    assert features.shape == (1, 2 * n, 32, 32)
+    u = G.grid_u.view(32, 32)[13]
+    assert torch.allclose(G.grid_v.view(32, 32)[13], torch.full((32,), -10 / 64))
+    on_axis = (u > -0.5) & (u < 0.5)
+    # On the axis: distance −r, surface r in front of the axis, whose depth runs linearly −0.2 → 0.
+    sdf = torch.atanh(features[0, 0, 13].clamp(-0.999999, 0.999999)) / G.config.sdf_scale
+    assert torch.allclose(sdf[on_axis], torch.full_like(sdf[on_axis], -0.1), atol=1e-4)
+    axis_depth = -0.2 + 0.2 * (u[on_axis] + 0.5)
+    assert torch.allclose(features[0, n, 13][on_axis], axis_depth - 0.1, atol=1e-4)
+    # Two rows down (0.125 crop units from the axis): outside, at distance 0.025 from the surface.
+    sdf_below = torch.atanh(features[0, 0, 15].clamp(-0.999999, 0.999999)) / G.config.sdf_scale
+    assert torch.allclose(sdf_below[on_axis], torch.full_like(sdf_below[on_axis], 0.025), atol=1e-4)
+
+
+def test_skeleton_generator_trains_saves_and_loads(tmp_path, data):
+    """A refine-only run: L_recons and the pose head's loss fall; the model saves and loads bit-exactly."""
+    base = Recipe.from_toml(TINY)
+    recipe = replace(base, model=CrossingNetsConfig.from_dict({"generator": SKELETON,
+                                                               "discriminator": {"channels": 8, "metric_hidden": 64}}),
+                     gan=replace(base.gan, steps=0), joint=replace(base.joint, warmup_steps=0, steps=0),
+                     refine=replace(base.refine, steps=40, lr=3e-3, train="generator"),
+                     losses=replace(base.losses, recons="l1"), runtime=replace(base.runtime, checkpoint_every=100))
+    model = train(recipe, data, tmp_path)
+    rows = [r for r in read_losses(tmp_path / "metrics.csv") if r["stage"] == "refine"]
+    skeleton, recons = [float(r["skeleton"]) for r in rows], [float(r["recons"]) for r in rows]
+    assert np.mean(skeleton[-5:]) < 0.7 * np.mean(skeleton[:5])
+    assert np.mean(recons[-5:]) < 0.8 * np.mean(recons[:5])
+    loaded = load(tmp_path / "model")
+    assert loaded.config == model.config and loaded.config.generator.arch == "skeleton"
+    code = torch.randn(5, 23)
+    assert torch.equal(loaded.generate_depth(code), model.generate_depth(code))
+
+
+def test_init_from_may_swap_in_a_new_generator_only_if_it_is_trained(tmp_path, trained, data):
+    model, out = trained
+    base = Recipe.from_toml(TINY)
+    config = CrossingNetsConfig.from_dict({"generator": SKELETON, "discriminator": {"channels": 8, "metric_hidden": 64}})
+    swap = replace(base, init_from=str(out / "model"), model=config, vae=replace(base.vae, steps=0),
+                   gan=replace(base.gan, steps=0), joint=replace(base.joint, warmup_steps=0, steps=0),
+                   refine=replace(base.refine, steps=2, train="generator"),
+                   runtime=replace(base.runtime, recalibrate_bn=False))
+    swapped = train(swap, data, tmp_path / "swap")
+    kept = [k for k in model.state_dict() if not k.startswith(("generator.", "align."))]
+    assert all(torch.equal(swapped.state_dict()[k], model.state_dict()[k]) for k in kept)
+    assert load(tmp_path / "swap" / "model").provenance["init_from"]["generator_from_base"] is False
+    with pytest.raises(InputError, match="new generator needs a stage that trains it"):
+        train(replace(swap, refine=replace(swap.refine, train="posterior")), data, tmp_path / "frozen")
+
+
+def test_pose_head_starts_as_the_vae_decoders_pose_through_ali(trained):
+    """init_from_pose_code: the head undoes Ali and copies the decoder, so before any training
+    its joints are Dec(latent) + root offset, placed orthographically in the crop."""
+    model, _ = trained
+    config = replace(model.config, generator=CrossingNetsConfig.from_dict({"generator": SKELETON}).generator)
+    skeleton = CrossingNets(config, model.normalisation, joint_layout=model.joint_layout)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("generator.")}
+    skeleton.load_state_dict(state | {f"generator.{k}": v for k, v in skeleton.generator.state_dict().items()})
+    head = skeleton.generator.pose
+    assert not head.initialised
+    head.init_from_pose_code(skeleton.vae.dec_fc, skeleton.vae.dec_out, skeleton.align)
+    assert head.initialised and skeleton.config.generator.pose_scale == pytest.approx(50 / 125)
+    code = torch.randn(6, 23)
+    skeleton.eval()
+    with torch.no_grad():
+        joints, radii = skeleton.generator.joints(skeleton.align(code))
+        expected = (skeleton.vae.decode(code[:, :20]) + code[:, None, 20:]) * 0.4
+    torch.testing.assert_close(joints, expected, rtol=0, atol=1e-4)
+    assert torch.allclose(radii, torch.full_like(radii, 0.065), atol=1e-3)

@@ -44,9 +44,24 @@ class GeneratorConfig:
     # the background (+1), as missing depth is in real crops; tanh only approaches +1. 1.0 = off
     # (paper). Real hand pixels above 0.9 (within 12 mm of the cube's back face) are ~1e-5.
     background_snap: float = 1.0
+    # Extension: "skeleton" = `generator.SkeletonGenerator` (a pose head draws capsules on a
+    # base_size² grid that the transposed convs refine; base_size 32, num_upsamples 1); "paper"
+    # = the FC + transposed convs above. The fields below are the skeleton's only.
+    arch: str = "paper"
+    num_joints: int = NUM_JOINTS  # joints the pose head predicts (the model's joint layout)
+    bones: tuple[tuple[int, int], ...] = ()  # capsules (joint pairs); empty: the layout's (`skeleton_bones`)
+    skeleton_hidden: int = 256  # pose head's residual MLP 23 → hidden → hidden → 3J; radii 23 → hidden/4 → bones
+    decoder_hidden: int = 0  # pose head's copy of the VAE decoder; 0: the VAE's hidden_dim
+    decoder_leak: float = 0.01  # as VAEConfig.decoder_leak
+    pose_scale: float = 0.0  # pose units (unit_mm) → crop units (cube / 2); 0: from the model's normalisation
+    sdf_scale: float = 8.0  # signed distances (crop units, 125 mm) are squashed by tanh(scale·d): 16 mm → 0.76
+    radius_init_logit: float = -2.7  # softplus(−2.7) = 0.065 crop units ≈ 8 mm, a finger's radius
 
     def __post_init__(self) -> None:
-        if self.fc_dim != self.channels * self.base_size**2:
+        if self.arch not in ("paper", "skeleton"):
+            raise ValueError(f"generator.arch must be 'paper' or 'skeleton', got {self.arch!r}")
+        self.bones = tuple(tuple(int(j) for j in bone) for bone in self.bones)
+        if self.arch == "paper" and self.fc_dim != self.channels * self.base_size**2:
             raise ValueError(f"fc_dim {self.fc_dim} must equal channels·base_size² = "
                              f"{self.channels * self.base_size ** 2}")
         if self.base_size * 2 ** (self.num_upsamples + 1) != self.crop_size:
@@ -224,6 +239,7 @@ class LossRecipe:
     recons_clip: float = 1.0  # L_recons clips squared errors here (paper: 1; 4 = no clipping)
     pose_weight: float = 0.0  # extension: also penalise the posterior's decoded pose (MSE, 50 mm units)
     recons: str = "l2"  # L_recons' error: "l2" (paper, clipped squares) or "l1" (extension, see losses.recons_loss)
+    skeleton_weight: float = 1.0  # skeleton generator only: its pose head's L1 to the true joints (losses.skeleton_loss)
 
     @property
     def use_gan(self) -> bool:

@@ -15,7 +15,7 @@ was trained on or converted from a dataset with another skeleton).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 from synthgen.conventions import LAYOUTS
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.discriminator import Discriminator
-from synthgen.models.generator import Alignment, Generator
+from synthgen.models.generator import Alignment, Generator, SkeletonGenerator, skeleton_bones
 from synthgen.models.vae import PoseVAE
 
 
@@ -44,10 +44,29 @@ class CrossingNets(nn.Module):
         self.root_offset = root_offset or GaussianStats.standard(3)
         self.latent = latent or GaussianStats.standard(self.config.vae.latent_dim)
         self.provenance = dict(provenance or {})  # data digest, recipe, version: written to config.json
+        generator = self.config.generator
+        if generator.arch == "skeleton":
+            if generator.num_joints != self.config.vae.num_joints:
+                raise ValueError(f"the skeleton generator draws {generator.num_joints} joints, the VAE has "
+                                 f"{self.config.vae.num_joints}")
+            layout, n = LAYOUTS[joint_layout], self.normalisation
+            generator = replace(generator,
+                                bones=generator.bones or skeleton_bones(layout.parents, layout.fingers),
+                                decoder_hidden=generator.decoder_hidden or self.config.vae.hidden_dim,
+                                pose_scale=generator.pose_scale or n.unit_mm / (n.cube_mm / 2))
+            self.config = replace(self.config, generator=generator)
         self.vae = PoseVAE(self.config.vae)
         self.align = Alignment(self.config.code_dim)
-        self.generator = Generator(self.config.generator)
+        self.generator = SkeletonGenerator(generator) if generator.arch == "skeleton" else Generator(generator)
         self.discriminator = Discriminator(self.config.discriminator)
+
+    def train(self, mode: bool = True) -> "CrossingNets":
+        """As nn.Module.train; with the skeleton generator Ali stays in eval mode: its pose head
+        inverts Ali's eval-mode affine map, which batch statistics would blur and move."""
+        super().train(mode)
+        if self.config.generator.arch == "skeleton":
+            self.align.eval()
+        return self
 
     # --- pose normalisation (paper) ----------------------------------------------------------
 
@@ -62,6 +81,15 @@ class CrossingNets(nn.Module):
                          ) -> torch.Tensor:
         """Inverse of `normalize_pose`: → (B, J, 3) mm camera coordinates."""
         return (relative + root_offset[:, None, :]) * self.normalisation.unit_mm + center[:, None, :]
+
+    def crop_coordinates(self, joints: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """(B, J, 3) mm, (B, 3) mm → where the joints lie in their crop: (u, v) across the crop
+        in [-1, 1] (pixel centres at (p − (S − 1)/2) / (S/2); exact, perspective included) and the
+        depth normalised like the crop's, (z − z_c) / (cube / 2). The skeleton generator's targets."""
+        half = self.normalisation.cube_mm / 2
+        zc = center[:, None, 2:3]
+        uv = (zc * joints[..., :2] / joints[..., 2:3] - center[:, None, :2]) / half
+        return torch.cat([uv, (joints[..., 2:3] - zc) / half], -1)
 
     # --- inference API -----------------------------------------------------------------------
 

@@ -21,7 +21,10 @@ class Alignment(nn.Module):
         self.bn = nn.BatchNorm1d(dim)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.fc(code))
+        # fp32 even under autocast: 23×23 multiplies cost nothing, and the skeleton generator's
+        # pose head inverts this map, which would magnify bf16 rounding of its output.
+        with torch.autocast(code.device.type, enabled=False):
+            return self.bn(self.fc(code.float()))
 
 
 class Generator(nn.Module):
@@ -47,3 +50,144 @@ class Generator(nn.Module):
         for up in self.ups:
             h = up(h)  # (B, 32, 2s, 2s)
         return torch.tanh(self.out(h))  # (B, 1, 128, 128)
+
+
+def skeleton_bones(parents: tuple[int, ...], fingers: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The capsules a `SkeletonGenerator` draws: every (parent, child) bone of a joint layout, and
+    links between the bases of neighbouring non-thumb fingers, which span the palm between them."""
+    bones = [(p, c) for c, p in enumerate(parents) if p >= 0]
+    root = parents.index(-1)
+    bases = sorted((fingers[c], c) for c, p in enumerate(parents) if p == root and fingers[c] >= 2)
+    bones += [(a, b) for (_, a), (_, b) in zip(bases, bases[1:])]
+    return tuple(bones)
+
+
+class PoseHead(nn.Module):
+    """The skeleton generator's pose: joints in crop coordinates and a radius per capsule, from
+    G's 23-d input.
+
+    A pose from a 23-d code is what the VAE decoder computes, and an MLP relearning it from
+    scratch is slow (12 mm after 3 000 steps, against the decoder's 5.6 mm). So the head is the
+    decoder's shape read through a linear map (`init_from_pose_code` sets the map to undo Ali
+    and copies the decoder: it starts as Dec's pose, placed orthographically in the crop),
+    plus a residual MLP, zero at the start, for what that placement misses: perspective, and
+    the radii.
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        j, latent = config.num_joints, config.input_dim - 3
+        self.unpack = nn.Linear(config.input_dim, config.input_dim)  # → [pose latent, root offset]
+        self.dec_fc = nn.Linear(latent, config.decoder_hidden)
+        self.dec_out = nn.Linear(config.decoder_hidden, 3 * j)
+        self.residual = nn.Sequential(nn.Linear(config.input_dim, config.skeleton_hidden), nn.ReLU(inplace=True),
+                                      nn.Linear(config.skeleton_hidden, config.skeleton_hidden), nn.ReLU(inplace=True),
+                                      nn.Linear(config.skeleton_hidden, 3 * j))
+        # Radii: their own MLP, as L_recons trains them and must not reach the joints' layers.
+        self.radii = nn.Sequential(nn.Linear(config.input_dim, config.skeleton_hidden // 4), nn.ReLU(inplace=True),
+                                   nn.Linear(config.skeleton_hidden // 4, len(config.bones)))
+        for last in (self.residual[-1], self.radii[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        # Set by `init_from_pose_code`; saved with the weights so that it happens once per model.
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 23) → joints (B, J, 3) in crop coordinates (u, v, normalised depth), radii (B, bones)."""
+        cfg, j = self.config, self.config.num_joints
+        with torch.autocast(z.device.type, enabled=False):  # fp32 always: bf16 would move joints by mm
+            z = z.float()
+            latent, offset = self.unpack(z).split([cfg.input_dim - 3, 3], 1)
+            pose = self.dec_out(nn.functional.leaky_relu(self.dec_fc(latent), cfg.decoder_leak))
+            residual, radii = self.residual(z), self.radii(z)
+        pose = pose.view(-1, j, 3) + offset[:, None]  # centre-relative, pose units
+        joints = pose * cfg.pose_scale + residual.view(-1, j, 3)
+        return joints, nn.functional.softplus(radii + cfg.radius_init_logit)
+
+    @torch.no_grad()
+    def init_from_pose_code(self, decoder_fc: nn.Linear, decoder_out: nn.Linear, align: "Alignment") -> None:
+        """Start as Dec(code) + offset: `unpack` inverts Ali's affine map (BN at its running
+        statistics), the decoder layers are copied."""
+        scale = align.bn.weight / torch.sqrt(align.bn.running_var + align.bn.eps)
+        weight = scale[:, None] * align.fc.weight  # Ali(code) = weight·code + bias in eval mode
+        bias = align.bn.bias - align.bn.running_mean * scale
+        inverse = torch.linalg.inv(weight.double())
+        self.unpack.weight.copy_(inverse.float())
+        self.unpack.bias.copy_((-inverse @ bias.double()).float())
+        self.dec_fc.load_state_dict(decoder_fc.state_dict())
+        self.dec_out.load_state_dict(decoder_out.state_dict())
+        self.initialised.fill_(True)
+
+
+class SkeletonGenerator(nn.Module):
+    """Extension (`arch = "skeleton"`): G draws the hand from a skeleton it predicts itself.
+
+    The paper's G must turn a 23-d code into pixels through a 4×4 bottleneck: where a finger is
+    has to be learned as a global-to-spatial map, and on a CPU budget it stays a mitten. Here a
+    pose head (`PoseHead`) places the joints in the crop and sizes a capsule per bone; the
+    capsules are drawn analytically on a coarse grid (signed distance, surface depth) and
+    transposed convs refine them to the crop. The interface is unchanged (23-d in, one crop
+    out). The head learns the pose from labeled poses only (`joints`, losses.skeleton_loss):
+    the drawing sees its joints detached, so L_recons shapes the radii and the convs, and
+    cannot bend the skeleton to hide its own errors.
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        bones = torch.tensor(config.bones, dtype=torch.long)
+        self.register_buffer("bone_start", bones[:, 0].clone(), persistent=False)
+        self.register_buffer("bone_end", bones[:, 1].clone(), persistent=False)
+        n, grid, c, k = len(config.bones), config.base_size, config.channels, config.kernel_size
+        self.pose = PoseHead(config)
+        # Pixel centres of the coarse grid in crop coordinates: cell i covers crop pixels
+        # [s·i, s·i + s) of the crop's S pixels, whose centres sit at (p − (S − 1)/2) / (S / 2).
+        s, size = config.crop_size // grid, config.crop_size
+        centres = (torch.arange(grid, dtype=torch.float32) * s + (s - 1) / 2 - (size - 1) / 2) / (size / 2)
+        self.register_buffer("grid_v", centres.view(grid, 1).expand(grid, grid).reshape(-1).clone(), persistent=False)
+        self.register_buffer("grid_u", centres.view(1, grid).expand(grid, grid).reshape(-1).clone(), persistent=False)
+        self.mix = nn.Sequential(nn.Conv2d(2 * n, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                 nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        pad = (k - 2) // 2
+        self.ups = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(c, c, k, 2, pad, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+            for _ in range(config.num_upsamples)
+        )
+        self.out = nn.ConvTranspose2d(c, 1, k, 2, pad)
+        nn.init.constant_(self.out.bias, config.out_bias_init)
+
+    def joints(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 23) → joints (B, J, 3) in crop coordinates (u, v, normalised depth), radii (B, bones)."""
+        return self.pose(z)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """All but the pose head's copies of Ali⁻¹ and the VAE decoder, which stay as
+        `init_from_pose_code` set them (the VAE and Ali are fixed while this G trains)."""
+        frozen = {id(p) for m in (self.pose.unpack, self.pose.dec_fc, self.pose.dec_out) for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in frozen]
+
+    def capsules(self, joints: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+        """Per-capsule features on the coarse grid, (B, 2·bones, g, g): squashed signed distance
+        to the capsule's surface and the depth of that surface (its axis' depth away from it)."""
+        a, b = joints[:, self.bone_start], joints[:, self.bone_end]  # (B, n, 3)
+        ab = b - a
+        du = self.grid_u - a[..., 0:1]  # (B, n, g²)
+        dv = self.grid_v - a[..., 1:2]
+        length2 = ab[..., 0:1].square() + ab[..., 1:2].square()
+        t = ((du * ab[..., 0:1] + dv * ab[..., 1:2]) / (length2 + 1e-6)).clamp(0, 1)
+        dist2 = (du - t * ab[..., 0:1]).square() + (dv - t * ab[..., 1:2]).square()
+        r = radii[..., None]
+        sdf = torch.sqrt(dist2 + 1e-8) - r
+        surface = a[..., 2:3] + t * ab[..., 2:3] - torch.sqrt((r.square() - dist2).clamp(min=0) + 1e-8)
+        grid = self.config.base_size
+        features = torch.cat([torch.tanh(sdf * self.config.sdf_scale), surface.clamp(-1, 1)], 1)
+        return features.view(-1, features.shape[1], grid, grid)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, 23) → (B, 1, S, S) in [-1, 1]."""
+        joints, radii = self.joints(z)
+        h = self.mix(self.capsules(joints.detach(), radii))
+        for up in self.ups:
+            h = up(h)
+        return torch.tanh(self.out(h))

@@ -32,6 +32,8 @@ assumed: see synthgen.sampling.pipeline (precision "auto").
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -142,10 +144,20 @@ class DepthGenerator:
         self.dtype, self.sub_batch = dtype, int(sub_batch)
         self.channels, self.base_size = g.config.channels, g.config.base_size
         self.snap, self.background = model.config.generator.background_snap, model.normalisation.background
+        self.skeleton = g.config.arch == "skeleton"
         size = g.config.base_size
         with torch.no_grad():
             self.align = fold_batchnorm(ali.fc.weight, ali.bn)
-            self.fc = fold_batchnorm(g.fc.weight, g.fc_bn)
+            if self.skeleton:
+                # The pose head (fp32: joints move every pixel after them), the capsules (a pure
+                # function of joints and radii, `g.capsules`), the mixing convs with BN folded.
+                self.pose = copy.deepcopy(g.pose).eval().float()
+                self.capsules = g.capsules
+                (c1, bn1, _), (c2, bn2, _) = g.mix[:3], g.mix[3:]
+                self.mix = [Conv(*fold_batchnorm(c.weight, bn), 1, c.padding[0], 0, torch.float32,
+                                 (c.in_channels, size, size)) for c, bn in ((c1, bn1), (c2, bn2))]
+            else:
+                self.fc = fold_batchnorm(g.fc.weight, g.fc_bn)
             self.ups = []  # 3×3 convs with phase-major output channels, each followed by an interleave
             for i, up in enumerate(g.ups):
                 conv, bn = up[0], up[1]
@@ -168,9 +180,14 @@ class DepthGenerator:
         return depth
 
     def _forward(self, code: torch.Tensor, out: torch.Tensor) -> None:
-        h = torch.tanh(F.linear(code, *self.align))
-        h = torch.relu(F.linear(h, *self.fc))
-        h = h.view(-1, self.channels, self.base_size, self.base_size).contiguous(memory_format=torch.channels_last)
+        if self.skeleton:
+            h = self.capsules(*self.pose(F.linear(code, *self.align))).contiguous(memory_format=torch.channels_last)
+            for conv in self.mix:
+                h = conv(h)
+        else:
+            h = torch.tanh(F.linear(code, *self.align))
+            h = torch.relu(F.linear(h, *self.fc))
+            h = h.view(-1, self.channels, self.base_size, self.base_size).contiguous(memory_format=torch.channels_last)
         for conv in self.ups:
             h = interleave_phases(conv(h.to(conv.weight.dtype)))
         y = self.out(h.to(self.out.weight.dtype))  # (B, 4, H, W): the output's four phases

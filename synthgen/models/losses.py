@@ -31,6 +31,12 @@ def recons_loss(real: torch.Tensor, fake: torch.Tensor, clip: float = 1.0, norm:
     return (real - fake).pow(2).clamp(max=clip).mean()
 
 
+def skeleton_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Extension (skeleton generator): mean |Δ| between the pose head's crop coordinates and
+    the true joints' (crop units: 1 = half the cube, 125 mm)."""
+    return (predicted - target).abs().mean()
+
+
 def d_gan_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
     """Discriminator's BCE: real → 1, generated → 0 (mean of the two)."""
     return 0.5 * (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,9 +37,10 @@ from synthgen.models.checkpoint import (CheckpointError, load, load_training_sta
 from synthgen.models.config import REFINE_HALVES, GaussianStats, PoseNormalisation, Recipe
 from synthgen.models.crossing_nets import CrossingNets
 from synthgen.models.evaluate import evaluate, write_report
+from synthgen.models.generator import SkeletonGenerator
 
 STAGES = ("vae", "gan", "warmup", "joint", "refine")
-LOSS_COLUMNS = ("vae", "kl", "sse", "d_gan", "g_fm", "recons", "pos", "pose", "smo_d", "smo_g")
+LOSS_COLUMNS = ("vae", "kl", "sse", "d_gan", "g_fm", "recons", "skeleton", "pos", "pose", "smo_d", "smo_g")
 CSV_COLUMNS = ("step", "stage", "stage_step", *LOSS_COLUMNS, "lr", "samples_per_s")
 
 
@@ -135,6 +136,9 @@ class Trainer:
         lab = torch.from_numpy(np.asarray(data.pose[split.labeled], np.float32))
         cen = torch.from_numpy(np.asarray(data.center[split.labeled], np.float32))
         self.rel, self.offset = model.normalize_pose(lab, cen)  # (N_l, J, 3), (N_l, 3), 50 mm units
+        # The skeleton generator's pose head learns where the labeled joints lie in their crops.
+        self.crop_joints = model.crop_coordinates(lab.double(), cen.double()).float() \
+            if model.config.generator.arch == "skeleton" else None
         self.codes: torch.Tensor | None = None  # (N_l, 23) [VAE mean, root offset], after stage 1
         self.memory_format = torch.channels_last if recipe.runtime.channels_last else torch.contiguous_format
         self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if recipe.runtime.precision == "bf16" \
@@ -200,6 +204,18 @@ class Trainer:
         code = z if z_mix is None else torch.cat([z, z_mix])
         return m.generator(m.align(code)).contiguous(memory_format=self.memory_format)
 
+    def recons_losses(self, x: torch.Tensor, out: torch.Tensor, z: torch.Tensor, rows: torch.Tensor
+                      ) -> tuple[dict, torch.Tensor]:
+        """G's supervised loss: L_recons, plus the skeleton generator's pose-head loss."""
+        lw = self.r.losses
+        recons = L.recons_loss(x, out.float(), lw.recons_clip, lw.recons)
+        logs, loss = {"recons": recons.item()}, recons
+        if self.crop_joints is not None:
+            joints, _ = self.model.generator.joints(self.model.align(z))
+            skeleton = L.skeleton_loss(joints.float(), self.crop_joints[rows])
+            loss, logs["skeleton"] = loss + lw.skeleton_weight * skeleton, skeleton.item()
+        return logs, loss
+
     def head_losses(self, x_branch: torch.Tensor, fake_branch: torch.Tensor | None, z: torch.Tensor,
                     z_mix: torch.Tensor | None, rows: torch.Tensor, smo: bool
                     ) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
@@ -229,13 +245,13 @@ class Trainer:
         z_mix = L.mix_codes(z, lw.mix_size, gen) if lw.use_smo else None
         with self.autocast():
             out = self.generate(z, z_mix)
-            recons = L.recons_loss(x, out[: len(idx)].float(), lw.recons_clip, lw.recons)
+            recons_logs, recons = self.recons_losses(x, out[: len(idx)], z, rows)
             fake_branch = D.branch(out.detach()) if lw.use_smo else None
             logs, heads, _ = self.head_losses(D.branch(x), fake_branch, z, z_mix, rows, lw.use_smo)
         opt["warmup"].zero_grad(set_to_none=True)
         (recons + heads).backward()
         opt["warmup"].step()
-        return {"recons": recons.item(), **logs}
+        return {**recons_logs, **logs}
 
     def joint_step(self, opt, idx: np.ndarray, real_idx: np.ndarray | None, gen: torch.Generator,
                    adversarial: bool = True) -> dict:
@@ -275,8 +291,8 @@ class Trainer:
             with self.autocast():
                 # G: L_gan (feature matching) + L_recons + L_smo, through the updated (frozen) D.
                 _set_trainable(D.parameters(), False)
-                recons = L.recons_loss(x, out[:B].float(), lw.recons_clip, lw.recons)
-                g_loss, logs["recons"] = recons, recons.item()
+                recons_logs, g_loss = self.recons_losses(x, out[:B], z, rows)
+                logs.update(recons_logs)
                 fake_branch = D.branch(out[fake_rows]) if fake_rows else None
                 if use_gan:
                     fm = L.feature_matching_loss(real_feat.float(), D.trunk(fake_branch[-B:])[1].float())
@@ -303,11 +319,12 @@ class Trainer:
         trained keeps its statistics, so its outputs stay bit-identical.
         """
         m, D = self.model, self.model.discriminator
+        skeleton = isinstance(m.generator, SkeletonGenerator)  # Ali stays fixed: the pose head inverts it
         depth = EpochSampler(self.split.train, batch_size, self.r.seed, stream=98)
         codes = EpochSampler(self.split.labeled, batch_size, self.r.seed, stream=99)
         paths = {"posterior": ([*D.convs[: D.config.branch_after], D.posterior],
                                lambda i: D.posterior(D.branch(self.depth_batch(depth(i))))),
-                 "generator": ([m.align, m.generator],
+                 "generator": ([m.generator] if skeleton else [m.align, m.generator],
                                lambda i: m.generator(m.align(self.codes[self.labeled_rows(codes(i))])))}
         m.eval()
         for modules, forward in (paths[name] for name in paths if name in self.r.trained_paths):
@@ -433,7 +450,7 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     model.root_offset = GaussianStats.of(trainer.offset.numpy())
     model.vae.init_from_pca(trainer.rel.numpy())
     if r.init_from:
-        _init_from(model, r.init_from)
+        _init_from(model, r.init_from, "generator" in r.trained_paths)
     if r.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
 
@@ -467,6 +484,9 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
         if stage in ("warmup", "joint", "refine"):
             _set_trainable(model.vae.parameters(), False)
             trainer.compute_codes()
+        skeleton = isinstance(model.generator, SkeletonGenerator)
+        if stage != "vae" and skeleton and not model.generator.pose.initialised:
+            model.generator.pose.init_from_pose_code(model.vae.dec_fc, model.vae.dec_out, model.align)  # VAE trained
         opt = _optimizers(model, r, stage)
         first = start_step if si == start_stage else 0
         if si == start_stage and saved_opt is not None:
@@ -521,14 +541,22 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     return model
 
 
-def _init_from(model: CrossingNets, path: str) -> None:
-    """Start from the weights of a saved model of the same architecture and joint layout."""
+def _init_from(model: CrossingNets, path: str, trains_generator: bool) -> None:
+    """Start from the weights of a saved model of the same architecture and joint layout; only
+    a generator the recipe trains may differ (then it alone starts from its initialisation)."""
     base = load(path)
-    if base.config != model.config or base.joint_layout != model.joint_layout:
-        raise InputError(f"init_from {path}: its architecture or joint layout differs from the recipe's model")
-    model.load_state_dict(base.state_dict())
+    same_generator = base.config.generator == model.config.generator
+    others_differ = replace(base.config, generator=model.config.generator) != model.config
+    if others_differ or base.joint_layout != model.joint_layout or not (same_generator or trains_generator):
+        raise InputError(f"init_from {path}: its architecture or joint layout differs from the recipe's model"
+                         + ("" if others_differ or same_generator else " (a new generator needs a stage that trains it)"))
+    state = base.state_dict()
+    if not same_generator:
+        state = {k: v for k, v in state.items() if not k.startswith("generator.")} | \
+            {f"generator.{k}": v for k, v in model.generator.state_dict().items()}
+    model.load_state_dict(state)
     model.root_offset, model.latent = base.root_offset, base.latent
-    model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum}
+    model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum, "generator_from_base": same_generator}
 
 
 def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.optim.Optimizer]:
@@ -536,16 +564,18 @@ def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.o
     if stage == "vae":
         return {"vae": _adam(model.vae.parameters(), r.vae.lr, r.vae.betas)}
     if stage == "gan":
-        return {"g": _adam(model.generator.parameters(), r.gan.lr, r.gan.betas),
+        G = model.generator
+        return {"g": _adam(G.trainable_parameters() if isinstance(G, SkeletonGenerator) else G.parameters(),
+                           r.gan.lr, r.gan.betas),
                 "d": _adam(list(D.trunk_parameters()), r.gan.lr, r.gan.betas)}
     if stage == "warmup":
         # Only the alignment layer and the heads learn; G and the trunk are frozen.
         _set_trainable(model.parameters(), False)
         heads = [*D.posterior.parameters(), *D.metric.parameters()]
-        params = [*model.align.parameters(), *heads]
+        params = [*_align_parameters(model), *heads]
         _set_trainable(params, True)
         return {"warmup": _adam(params, r.joint.warmup_lr, r.joint.betas)}
-    G_params = [*model.align.parameters(), *model.generator.parameters()]
+    G_params = _generator_parameters(model)
     if stage == "refine":
         # The posterior path (first conv blocks + posterior head) and/or Ali + G, supervised.
         halves = {"posterior": ("d", [*D.convs[: D.config.branch_after].parameters(), *D.posterior.parameters()]),
@@ -554,5 +584,17 @@ def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.o
         _set_trainable(model.parameters(), False)
         _set_trainable([p for _, params in chosen for p in params], True)
         return {key: _adam(params, r.refine.lr, r.refine.betas) for key, params in chosen}
+    _set_trainable(model.parameters(), False)
     _set_trainable([*G_params, *D.parameters()], True)
     return {"g": _adam(G_params, r.joint.lr, r.joint.betas), "d": _adam(D.parameters(), r.joint.lr, r.joint.betas)}
+
+
+def _align_parameters(model: CrossingNets) -> list[nn.Parameter]:
+    """Ali's parameters, none with the skeleton generator (whose pose head inverts Ali)."""
+    return [] if isinstance(model.generator, SkeletonGenerator) else list(model.align.parameters())
+
+
+def _generator_parameters(model: CrossingNets) -> list[nn.Parameter]:
+    """What the generator path trains: Ali + G, or the skeleton generator's trainable part."""
+    G = model.generator
+    return G.trainable_parameters() if isinstance(G, SkeletonGenerator) else [*model.align.parameters(), *G.parameters()]
