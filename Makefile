@@ -46,10 +46,11 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
 
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
-# -robust2.toml, -robust3.toml (each continues from the run before it), then ship the result.
+# -robust2.toml, -robust3.toml, -skeleton-center.toml (each continues from the run before it), then
+# ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-robust3
+MODEL_RUN := runs/default-skeleton-center
 model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
@@ -57,6 +58,7 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default-robust.toml
 	$(SG) train --recipe recipes/default-robust2.toml
 	$(SG) train --recipe recipes/default-robust3.toml
+	$(SG) train --recipe recipes/default-skeleton-center.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png

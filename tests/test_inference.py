@@ -35,10 +35,12 @@ needs_default_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "config.json")
 
 
 def random_model(seed: int = 0, snap: float = 1.0, arch: str = "paper") -> CrossingNets:
-    """A small Crossing Nets with random weights *and* random batch-norm statistics (so folding matters)."""
+    """A small Crossing Nets with random weights *and* random batch-norm statistics (so folding
+    matters). arch: "paper", "skeleton" or "skeleton+center" (a skeleton G that sees the centre)."""
     torch.manual_seed(seed)
     generator = GeneratorConfig(channels=8, fc_dim=128, background_snap=snap) if arch == "paper" else \
-        GeneratorConfig(arch="skeleton", base_size=32, num_upsamples=1, channels=8, background_snap=snap)
+        GeneratorConfig(arch="skeleton", base_size=32, num_upsamples=1, channels=8, background_snap=snap,
+                        sees_center=arch.endswith("+center"))
     config = CrossingNetsConfig(generator=generator,
                                 discriminator=DiscriminatorConfig(channels=8, metric_hidden=32, posterior_hidden=64))
     model = CrossingNets(config)
@@ -137,13 +139,14 @@ def test_depth_difference_statistics():
 # --- whole networks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["paper", "skeleton"])
+@pytest.mark.parametrize("arch", ["paper", "skeleton", "skeleton+center"])
 @pytest.mark.parametrize("snap", [1.0, 0.5])
 def test_depth_generator_fp32_is_generate_depth_up_to_rounding(snap, arch):
     model = random_model(snap=snap, arch=arch)
     codes = torch.randn(70, 23)  # 3 sub-batches, the last one short
-    expected = model.generate_depth(codes)
-    got = DepthGenerator(model)(codes)
+    centers = torch.rand(70, 3) * torch.tensor([200.0, 200.0, 300.0]) + torch.tensor([-100.0, -100.0, 350.0])
+    expected = model.generate_depth(codes, centers)
+    got = DepthGenerator(model)(codes, center=centers)
     assert got.shape == expected.shape == (70, 128, 128) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-5)
     if snap < 1.0:

@@ -507,3 +507,27 @@ def test_pose_head_starts_as_the_vae_decoders_pose_through_ali(trained):
         expected = (skeleton.vae.decode(code[:, :20]) + code[:, None, 20:]) * 0.4
     torch.testing.assert_close(joints, expected, rtol=0, atol=1e-4)
     assert torch.allclose(radii, torch.full_like(radii, 0.065), atol=1e-3)
+
+
+def test_a_generator_that_sees_the_centre_places_the_decoded_pose_with_the_crop_cameras_perspective(trained):
+    model, _ = trained
+    generator = CrossingNetsConfig.from_dict({"generator": {**SKELETON, "sees_center": True}}).generator
+    skeleton = CrossingNets(replace(model.config, generator=generator), model.normalisation,
+                            joint_layout=model.joint_layout)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("generator.")}
+    skeleton.load_state_dict(state | {f"generator.{k}": v for k, v in skeleton.generator.state_dict().items()})
+    skeleton.generator.pose.init_from_pose_code(skeleton.vae.dec_fc, skeleton.vae.dec_out, skeleton.align)
+    skeleton.eval()
+    code = torch.randn(4, 23)
+    center = torch.tensor([[120.0, -80.0, 380.0], [0.0, 0.0, 500.0], [-150.0, 60.0, 640.0], [30.0, 90.0, 420.0]])
+    with torch.no_grad():
+        joints, _ = skeleton.generator.joints(skeleton.align(code), center)
+        decoded = skeleton.decode_pose(code[:, :20], code[:, 20:], center)
+    torch.testing.assert_close(joints, skeleton.crop_coordinates(decoded, center), rtol=0, atol=1e-4)
+    # The same code seen from elsewhere is another crop; without a centre there is none.
+    depth = skeleton.generate_depth(code[:1].repeat(2, 1), center[[0, 2]])
+    assert not torch.equal(depth[0], depth[1])
+    with pytest.raises(ValueError, match="pass center"):
+        skeleton.generate_depth(code)
+    with pytest.raises(ValueError, match="sees_center"):
+        CrossingNetsConfig.from_dict({"generator": {"sees_center": True}})

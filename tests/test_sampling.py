@@ -106,7 +106,8 @@ def test_sample_store_holds_consistent_arrays_and_metadata(sampled, model, model
     latent = torch.from_numpy(batch.latent)
     decoded = model.decode_pose(latent[:, :20], latent[:, 20:], torch.from_numpy(batch.center)).numpy()
     np.testing.assert_allclose(batch.pose, decoded, atol=1e-2)
-    np.testing.assert_allclose(batch.depth, model.generate_depth(latent).numpy(), atol=1e-3)
+    np.testing.assert_allclose(batch.depth, model.generate_depth(latent, torch.from_numpy(batch.center)).numpy(),
+                               atol=1e-3)
     # centres follow the baseline's placement rule: 350..650 mm, inside the hands2017 frame
     assert batch.center[:, 2].min() >= 350 and batch.center[:, 2].max() <= 650
     u = 475.066 * batch.center[:, 0] / batch.center[:, 2] + 315.945
@@ -256,10 +257,12 @@ def test_pipeline_depth_alone_is_the_depth_of_a_whole_step(model):
     source = PriorSource(model, seed=2, chunk_size=512, precision="fp32-fast")
     codes, centers = source.draw(0, 300)
     whole = source.pipeline(codes, centers).depth
-    np.testing.assert_array_equal(source.pipeline.generate_depth(codes[:BLOCK_SIZE]), whole[:BLOCK_SIZE])
-    np.testing.assert_array_equal(source.pipeline.generate_depth(codes[BLOCK_SIZE:]), whole[BLOCK_SIZE:])
+    np.testing.assert_array_equal(source.pipeline.generate_depth(codes[:BLOCK_SIZE], centers[:BLOCK_SIZE]),
+                                  whole[:BLOCK_SIZE])
+    np.testing.assert_array_equal(source.pipeline.generate_depth(codes[BLOCK_SIZE:], centers[BLOCK_SIZE:]),
+                                  whole[BLOCK_SIZE:])
     with pytest.raises(ValueError, match="at most one block"):
-        source.pipeline.generate_depth(codes)
+        source.pipeline.generate_depth(codes, centers)
 
 
 def test_generated_depth_stays_in_the_normalised_range(model):

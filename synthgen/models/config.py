@@ -54,6 +54,11 @@ class GeneratorConfig:
     decoder_hidden: int = 0  # pose head's copy of the VAE decoder; 0: the VAE's hidden_dim
     decoder_leak: float = 0.01  # as VAEConfig.decoder_leak
     pose_scale: float = 0.0  # pose units (unit_mm) → crop units (cube / 2); 0: from the model's normalisation
+    cube_mm: float = 0.0  # the crop cube, to read centres in crop units; 0: from the model's normalisation
+    # Extension to the extension: G also takes each crop's centre (mm) and places the joints with
+    # the crop camera's exact perspective. The centre sets the direction the hand is seen from
+    # (up to ~22° off axis in the baseline's frames); without it G can only guess an average view.
+    sees_center: bool = False
     sdf_scale: float = 8.0  # signed distances (crop units, 125 mm) are squashed by tanh(scale·d): 16 mm → 0.76
     radius_init_logit: float = -2.7  # softplus(−2.7) = 0.065 crop units ≈ 8 mm, a finger's radius
 
@@ -61,6 +66,8 @@ class GeneratorConfig:
         if self.arch not in ("paper", "skeleton"):
             raise ValueError(f"generator.arch must be 'paper' or 'skeleton', got {self.arch!r}")
         self.bones = tuple(tuple(int(j) for j in bone) for bone in self.bones)
+        if self.sees_center and self.arch != "skeleton":
+            raise ValueError("generator.sees_center needs arch = 'skeleton'")
         if self.arch == "paper" and self.fc_dim != self.channels * self.base_size**2:
             raise ValueError(f"fc_dim {self.fc_dim} must equal channels·base_size² = "
                              f"{self.channels * self.base_size ** 2}")

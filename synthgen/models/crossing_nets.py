@@ -53,7 +53,8 @@ class CrossingNets(nn.Module):
             generator = replace(generator,
                                 bones=generator.bones or skeleton_bones(layout.parents, layout.fingers),
                                 decoder_hidden=generator.decoder_hidden or self.config.vae.hidden_dim,
-                                pose_scale=generator.pose_scale or n.unit_mm / (n.cube_mm / 2))
+                                pose_scale=generator.pose_scale or n.unit_mm / (n.cube_mm / 2),
+                                cube_mm=generator.cube_mm or n.cube_mm)
             self.config = replace(self.config, generator=generator)
         self.vae = PoseVAE(self.config.vae)
         self.align = Alignment(self.config.code_dim)
@@ -122,14 +123,17 @@ class CrossingNets(nn.Module):
             relative, root_offset = self.normalize_pose(_as_float(joints), _as_float(center))
             return self.vae.encode(relative)[0], root_offset
 
-    def generate_depth(self, code: torch.Tensor) -> torch.Tensor:
+    def generate_depth(self, code: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 23) [latent, root offset] → (B, S, S) normalised depth, through Ali and G.
 
-        Values at or above `config.generator.background_snap` are set to the background (+1).
-        The exact reference; `synthgen.models.inference.DepthGenerator` is the fast form.
+        center: (B, 3) mm crop centres; needed when `config.generator.sees_center`, ignored
+        otherwise. Values at or above `config.generator.background_snap` are set to the
+        background (+1). The exact reference; `synthgen.models.inference.DepthGenerator` is the
+        fast form.
         """
         with self._inference():
-            depth = self.generator(self.align(_as_float(code)))[:, 0]
+            center = None if center is None else _as_float(center)
+            depth = self.generator(self.align(_as_float(code)), center)[:, 0]
             snap = self.config.generator.background_snap
             if snap < 1.0:
                 depth = depth.masked_fill(depth >= snap, self.normalisation.background)

@@ -76,7 +76,7 @@ def evaluate(model, depth: np.ndarray, pose: np.ndarray, center: np.ndarray, bat
         p = torch.from_numpy(np.asarray(pose[s:s + batch_size], np.float32))
         preds.append(model.estimate(d, c).numpy())
         latent, offset = model.encode_pose(p, c)
-        fakes.append(model.generate_depth(torch.cat([latent, offset], 1)).numpy())
+        fakes.append(model.generate_depth(torch.cat([latent, offset], 1), c).numpy())
     pred, fake = np.concatenate(preds), np.concatenate(fakes)
     real = np.asarray(depth, np.float32)
     return {

@@ -42,8 +42,8 @@ class Generator(nn.Module):
         self.out = nn.ConvTranspose2d(c, 1, k, 2, pad)
         nn.init.constant_(self.out.bias, config.out_bias_init)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, 23) → (B, 1, S, S) in [-1, 1]."""
+    def forward(self, z: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 23) → (B, 1, S, S) in [-1, 1]. The paper's G never sees the crop centre."""
         cfg = self.config
         h = torch.relu(self.fc_bn(self.fc(torch.tanh(z))))
         h = h.view(-1, cfg.channels, cfg.base_size, cfg.base_size)  # (B, 32, 4, 4)
@@ -93,16 +93,26 @@ class PoseHead(nn.Module):
         # Set by `init_from_pose_code`; saved with the weights so that it happens once per model.
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 23) → joints (B, J, 3) in crop coordinates (u, v, normalised depth), radii (B, bones)."""
+    def forward(self, z: torch.Tensor, center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 23) → joints (B, J, 3) in crop coordinates (u, v, normalised depth), radii (B, bones).
+
+        With `config.sees_center`, center (B, 3) mm places the pose with the crop camera's
+        perspective (as `CrossingNets.crop_coordinates` does), else orthographically."""
         cfg, j = self.config, self.config.num_joints
+        if cfg.sees_center and center is None:
+            raise ValueError("this generator draws each hand as seen from its crop centre: pass center (B, 3) mm")
         with torch.autocast(z.device.type, enabled=False):  # fp32 always: bf16 would move joints by mm
             z = z.float()
             latent, offset = self.unpack(z).split([cfg.input_dim - 3, 3], 1)
             pose = self.dec_out(nn.functional.leaky_relu(self.dec_fc(latent), cfg.decoder_leak))
             residual, radii = self.residual(z), self.radii(z)
-        pose = pose.view(-1, j, 3) + offset[:, None]  # centre-relative, pose units
-        joints = pose * cfg.pose_scale + residual.view(-1, j, 3)
+            pose = (pose.view(-1, j, 3) + offset[:, None]) * cfg.pose_scale  # centre-relative, crop units
+            if cfg.sees_center:
+                c = center.float()[:, None] / (cfg.cube_mm / 2)
+                absolute = pose + c
+                uv = c[..., 2:3] * absolute[..., :2] / absolute[..., 2:3] - c[..., :2]
+                pose = torch.cat([uv, pose[..., 2:3]], -1)
+        joints = pose + residual.view(-1, j, 3)
         return joints, nn.functional.softplus(radii + cfg.radius_init_logit)
 
     @torch.no_grad()
@@ -157,9 +167,9 @@ class SkeletonGenerator(nn.Module):
         self.out = nn.ConvTranspose2d(c, 1, k, 2, pad)
         nn.init.constant_(self.out.bias, config.out_bias_init)
 
-    def joints(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def joints(self, z: torch.Tensor, center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 23) → joints (B, J, 3) in crop coordinates (u, v, normalised depth), radii (B, bones)."""
-        return self.pose(z)
+        return self.pose(z, center)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """All but the pose head's copies of Ali⁻¹ and the VAE decoder, which stay as
@@ -184,9 +194,9 @@ class SkeletonGenerator(nn.Module):
         features = torch.cat([torch.tanh(sdf * self.config.sdf_scale), surface.clamp(-1, 1)], 1)
         return features.view(-1, features.shape[1], grid, grid)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, 23) → (B, 1, S, S) in [-1, 1]."""
-        joints, radii = self.joints(z)
+    def forward(self, z: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 23) → (B, 1, S, S) in [-1, 1]; center (B, 3) mm if `config.sees_center`."""
+        joints, radii = self.joints(z, center)
         h = self.mix(self.capsules(joints.detach(), radii))
         for up in self.ups:
             h = up(h)

@@ -170,18 +170,22 @@ class DepthGenerator:
             self.out = Conv(w, g.out.bias.repeat(4), 1, pad, None, dtype, (self.channels, size, size))
 
     @torch.inference_mode()
-    def __call__(self, code: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 23) codes → (B, S, S) float32 depth, written into `out` if given (contiguous)."""
+    def __call__(self, code: torch.Tensor, out: torch.Tensor | None = None,
+                 center: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 23) codes → (B, S, S) float32 depth, written into `out` if given (contiguous).
+        center: (B, 3) mm crop centres, for a generator that sees them (else ignored)."""
         code = code.to(torch.float32)
         size = self.base_size * 2 ** (len(self.ups) + 1)
         depth = code.new_empty(len(code), size, size) if out is None else out
         for start in range(0, len(code), self.sub_batch):
-            self._forward(code[start:start + self.sub_batch], out=depth[start:start + self.sub_batch])
+            part = slice(start, start + self.sub_batch)
+            self._forward(code[part], depth[part], None if center is None else center[part])
         return depth
 
-    def _forward(self, code: torch.Tensor, out: torch.Tensor) -> None:
+    def _forward(self, code: torch.Tensor, out: torch.Tensor, center: torch.Tensor | None) -> None:
         if self.skeleton:
-            h = self.capsules(*self.pose(F.linear(code, *self.align))).contiguous(memory_format=torch.channels_last)
+            joints = self.pose(F.linear(code, *self.align), center)
+            h = self.capsules(*joints).contiguous(memory_format=torch.channels_last)
             for conv in self.mix:
                 h = conv(h)
         else:

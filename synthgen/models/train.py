@@ -136,6 +136,7 @@ class Trainer:
         lab = torch.from_numpy(np.asarray(data.pose[split.labeled], np.float32))
         cen = torch.from_numpy(np.asarray(data.center[split.labeled], np.float32))
         self.rel, self.offset = model.normalize_pose(lab, cen)  # (N_l, J, 3), (N_l, 3), 50 mm units
+        self.centers = cen  # (N_l, 3) mm: G's input too when it sees the crop centre
         # The skeleton generator's pose head learns where the labeled joints lie in their crops.
         self.crop_joints = model.crop_coordinates(lab.double(), cen.double()).float() \
             if model.config.generator.arch == "skeleton" else None
@@ -177,12 +178,15 @@ class Trainer:
         opt["vae"].step()
         return {"vae": loss.item(), "kl": kl.item(), "sse": sse.item()}
 
-    def gan_step(self, opt, real: torch.Tensor, gen: torch.Generator) -> dict:
+    def gan_step(self, opt, idx: np.ndarray, gen: torch.Generator) -> dict:
+        """Real batch = dataset rows `idx`; fakes from uniform noise, at the real crops' centres."""
         m = self.model
         G, D = m.generator, m.discriminator
+        real = self.depth_batch(idx)
         noise = torch.rand(real.shape[0], m.config.code_dim, generator=gen) * 2 - 1
         with self.autocast():
-            fake = G(noise).contiguous(memory_format=self.memory_format)
+            fake = G(noise, torch.from_numpy(np.asarray(self.data.center[idx], np.float32)))
+            fake = fake.contiguous(memory_format=self.memory_format)
             _set_trainable(D.trunk_parameters(), True)
             real_logit, real_feat = D.trunk(D.branch(real))
             fake_logit, _ = D.trunk(D.branch(fake.detach()))
@@ -198,11 +202,13 @@ class Trainer:
         opt["g"].step()
         return {"d_gan": d_loss.item(), "g_fm": g_loss.item()}
 
-    def generate(self, z: torch.Tensor, z_mix: torch.Tensor | None) -> torch.Tensor:
-        """G(Ali z) (B, 1, S, S), stacked on G(Ali z̃) when z_mix is given: one generator batch."""
+    def generate(self, z: torch.Tensor, z_mix: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+        """G(Ali z) (B, 1, S, S), stacked on G(Ali z̃) when z_mix is given: one generator batch.
+        Both are drawn at the centres of the labeled `rows` (z̃ mixes codes, not views)."""
         m = self.model
-        code = z if z_mix is None else torch.cat([z, z_mix])
-        return m.generator(m.align(code)).contiguous(memory_format=self.memory_format)
+        code, center = (z, self.centers[rows]) if z_mix is None else \
+            (torch.cat([z, z_mix]), self.centers[rows].repeat(2, 1))
+        return m.generator(m.align(code), center).contiguous(memory_format=self.memory_format)
 
     def recons_losses(self, x: torch.Tensor, out: torch.Tensor, z: torch.Tensor, rows: torch.Tensor
                       ) -> tuple[dict, torch.Tensor]:
@@ -211,7 +217,7 @@ class Trainer:
         recons = L.recons_loss(x, out.float(), lw.recons_clip, lw.recons)
         logs, loss = {"recons": recons.item()}, recons
         if self.crop_joints is not None:
-            joints, _ = self.model.generator.joints(self.model.align(z))
+            joints, _ = self.model.generator.joints(self.model.align(z), self.centers[rows])
             skeleton = L.skeleton_loss(joints.float(), self.crop_joints[rows])
             loss, logs["skeleton"] = loss + lw.skeleton_weight * skeleton, skeleton.item()
         return logs, loss
@@ -244,7 +250,7 @@ class Trainer:
         x, z = self.depth_batch(idx), self.codes[rows]
         z_mix = L.mix_codes(z, lw.mix_size, gen) if lw.use_smo else None
         with self.autocast():
-            out = self.generate(z, z_mix)
+            out = self.generate(z, z_mix, rows)
             recons_logs, recons = self.recons_losses(x, out[: len(idx)], z, rows)
             fake_branch = D.branch(out.detach()) if lw.use_smo else None
             logs, heads, _ = self.head_losses(D.branch(x), fake_branch, z, z_mix, rows, lw.use_smo)
@@ -271,7 +277,7 @@ class Trainer:
         fake_rows = slice(0, 2 * B) if use_smo else slice(B, 2 * B) if use_gan else None
         logs = {}
         with self.autocast():
-            out = self.generate(z, z_mix) if "g" in opt else None
+            out = self.generate(z, z_mix, rows) if "g" in opt else None
         if "d" in opt:
             with self.autocast():
                 # D: L_gan (BCE) + L_pos + L_smo; generated depth detached.
@@ -306,6 +312,9 @@ class Trainer:
             opt["g"].step()
         return logs
 
+    def _generate_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.generate(self.codes[rows], None, rows)
+
     # --- BN re-estimation (extension) ----------------------------------------------------------
 
     @torch.no_grad()
@@ -325,7 +334,7 @@ class Trainer:
         paths = {"posterior": ([*D.convs[: D.config.branch_after], D.posterior],
                                lambda i: D.posterior(D.branch(self.depth_batch(depth(i))))),
                  "generator": ([m.generator] if skeleton else [m.align, m.generator],
-                               lambda i: m.generator(m.align(self.codes[self.labeled_rows(codes(i))])))}
+                               lambda i: self._generate_rows(self.labeled_rows(codes(i))))}
         m.eval()
         for modules, forward in (paths[name] for name in paths if name in self.r.trained_paths):
             bns = [b for mod in modules for b in mod.modules() if isinstance(b, (nn.BatchNorm1d, nn.BatchNorm2d))]
@@ -504,7 +513,7 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
             if stage == "vae":
                 logs = trainer.vae_step(opt, trainer.labeled_rows(labeled(step)), gen)
             elif stage == "gan":
-                logs = trainer.gan_step(opt, trainer.depth_batch(unlabeled(step)), gen)
+                logs = trainer.gan_step(opt, unlabeled(step), gen)
             elif stage == "warmup":
                 logs = trainer.warmup_step(opt, labeled(step), gen)
             else:  # joint, or refine: its supervised halves alone

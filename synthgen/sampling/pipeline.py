@@ -252,12 +252,13 @@ class SamplingPipeline:
             out[start:stop] = self._decode_block(codes[start:stop], centers[start:stop])
         return out
 
-    def generate_depth(self, codes: torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
-        """Depth alone of at most one block of codes (k ≤ block_size, (k, 23)), through the path
-        `precision` chose: what a pipeline step spends on the generator (benchmarks time it)."""
+    def generate_depth(self, codes: torch.Tensor, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Depth alone of at most one block of codes (k ≤ block_size, (k, 23)) and their crop
+        centres (k, 3) mm, through the path `precision` chose: what a pipeline step spends on the
+        generator (benchmarks time it)."""
         if len(codes) > self.block_size:
             raise ValueError(f"at most one block ({self.block_size} codes), got {len(codes)}")
-        return self._generate_block(codes, self._fast, out)
+        return self._generate_block(codes, centers, self._fast, out)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -283,7 +284,7 @@ class SamplingPipeline:
         joints = self.model.decode_pose(padded[:, :latent_dim], padded[:, latent_dim:], c)
         return joints[:k].float().cpu().numpy()
 
-    def _generate_block(self, codes: torch.Tensor, fast: DepthGenerator | None = None,
+    def _generate_block(self, codes: torch.Tensor, centers: np.ndarray, fast: DepthGenerator | None = None,
                         out: np.ndarray | None = None) -> np.ndarray:
         """Depth of one (padded) block, into `out` (k, S, S) float32 if given: through `fast` if
         given, else the exact model. A full block's fast path writes straight into `out`."""
@@ -292,15 +293,17 @@ class SamplingPipeline:
         target = torch.from_numpy(out)
         with torch.inference_mode():
             padded = _pad(codes, self.block_size).to(self.device)
+            c = torch.from_numpy(np.ascontiguousarray(centers, np.float32))
+            c = torch.cat([c, c[-1:].expand(self.block_size - k, 3)]).to(self.device)  # padding: a real centre
             if fast is not None and k == self.block_size:
-                fast(padded, out=target)
+                fast(padded, out=target, center=c)
             else:
-                target.copy_((fast(padded) if fast is not None else self.model.generate_depth(padded))[:k])
+                target.copy_((fast(padded, center=c) if fast is not None else self.model.generate_depth(padded, c))[:k])
         return out  # in [-1, 1]: every path ends in tanh, and snaps to the background +1
 
     def _run_block(self, codes: torch.Tensor, centers: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> None:
         pose[:] = self._decode_block(codes, centers)
-        self._generate_block(codes, self._fast, out=depth)
+        self._generate_block(codes, centers, self._fast, out=depth)
 
     def _add_noise(self, depth: np.ndarray, center_z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         metric = camera.denormalize_depth(depth, center_z, self.cube_mm)
@@ -324,10 +327,11 @@ class SamplingPipeline:
             return candidates[0]
         # Calibrate on one block of prior samples: how far each fast path moves the depth.
         codes = LatentPrior().sample(self.model, self.block_size, torch.Generator().manual_seed(0))
-        exact = self._generate_block(codes)
+        centers = CropCenters().sample(self.block_size, np.random.default_rng(0))
+        exact = self._generate_block(codes, centers)
         for name in candidates:
             fast = DepthGenerator(self.model, FAST_DTYPES[name])
-            error = depth_difference(exact, self._generate_block(codes, fast), self.cube_mm)
+            error = depth_difference(exact, self._generate_block(codes, centers, fast), self.cube_mm)
             if error["mean_mm"] < FAST_TOLERANCE_MM and error["p99_mm"] < FAST_TOLERANCE_MM:
                 self._fast, self.generator_error = fast, error
                 return name
