@@ -27,6 +27,7 @@ from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfi
 from synthgen.models.inference import (Conv, DepthGenerator, PoseEstimator, depth_difference, fold_batchnorm,
                                        interleave_phases, transposed_conv_as_phases)
 from synthgen.sampling import DEFAULT_MODEL_DIR, LatentPrior, PriorSource, SamplingPipeline, load_model
+from synthgen.sampling.prior import CropCenters
 from synthgen.sampling import pipeline as pipeline_module
 
 BF16 = pipeline_module.bf16_supported()
@@ -62,6 +63,12 @@ def default_model():
 @pytest.fixture(scope="module")
 def default_codes(default_model):
     return LatentPrior(prior="fitted").sample(default_model, 256, torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(scope="module")
+def default_centers():
+    """Crop centres placed as `sample` places them (a generator that sees the centre needs them)."""
+    return torch.from_numpy(CropCenters().sample(256, np.random.default_rng(3)))
 
 
 # --- the rewrites, piece by piece ----------------------------------------------------------------
@@ -213,20 +220,21 @@ def test_pose_estimator_equals_estimate_within_a_micrometre():
 
 
 @needs_default_model
-def test_default_model_fast_paths_within_the_stated_tolerance(default_model, default_codes):
-    exact = default_model.generate_depth(default_codes).numpy()
-    fp32 = depth_difference(exact, DepthGenerator(default_model)(default_codes).numpy())
+def test_default_model_fast_paths_within_the_stated_tolerance(default_model, default_codes, default_centers):
+    exact = default_model.generate_depth(default_codes, default_centers).numpy()
+    fp32 = depth_difference(exact, DepthGenerator(default_model)(default_codes, center=default_centers).numpy())
     assert fp32["mean_mm"] < 1e-3 and fp32["p99_mm"] < 1e-2 and fp32["silhouette_flips"] < 1e-5
     if BF16:  # inside the pipeline's tolerance, so that auto runs bf16 (v3: 0.34 / 0.89 mm, docs/performance.md)
-        bf16 = depth_difference(exact, DepthGenerator(default_model, torch.bfloat16)(default_codes).numpy())
+        bf16 = depth_difference(exact, DepthGenerator(default_model, torch.bfloat16)(default_codes,
+                                                                                   center=default_centers).numpy())
         assert bf16["mean_mm"] < 1.0 and bf16["p99_mm"] < 1.0 and bf16["silhouette_flips"] < 3e-3
         assert SamplingPipeline(default_model, precision="auto").precision == "bf16"
 
 
 @needs_default_model
 def test_default_model_estimator_within_a_few_micrometres(default_model, default_codes):
-    depth = default_model.generate_depth(default_codes[:64])
     center = torch.tensor([[0.0, 0.0, 450.0]]).repeat(64, 1)
+    depth = default_model.generate_depth(default_codes[:64], center)
     estimator = PoseEstimator(default_model)
     expected = default_model.estimate(depth, center)
     for batch in (1, 64):
@@ -242,7 +250,8 @@ def test_pipeline_fp32_is_bit_exact_with_the_plain_module(default_model, default
     plain = load_model(DEFAULT_MODEL_DIR)  # contiguous, never touched by the pipeline
     centers = np.tile(np.float32([0, 0, 450]), (200, 1))
     got = pipeline(default_codes[:200], centers).depth
-    expected = plain.generate_depth(torch.cat([default_codes[:200], torch.zeros(56, 23)]))[:200].numpy()
+    padded = torch.cat([default_codes[:200], torch.zeros(56, 23)])  # as the pipeline pads a short block
+    expected = plain.generate_depth(padded, torch.tensor([[0.0, 0.0, 450.0]]).repeat(256, 1))[:200].numpy()
     assert got.tobytes() == expected.tobytes()
 
 

@@ -597,3 +597,28 @@ def test_metadata_is_json_with_the_run_parameters(sampled):
     attrs = json.loads((sampled / "zarr.json").read_text())["attributes"]
     assert attrs["parameters"]["centers"]["camera"] == "hands2017"
     assert attrs["parameters"]["prior"]["truncation"] == 2.0
+
+
+def test_sample_with_a_generator_that_sees_the_centre_draws_each_crop_at_its_own_centre(tmp_path):
+    """The skeleton generator with `sees_center`: `sample` passes every sample's centre, so the
+    store's depth is G's drawing at that centre, whatever --batch-size."""
+    torch.manual_seed(0)
+    config = CrossingNetsConfig(generator=GeneratorConfig(arch="skeleton", base_size=32, num_upsamples=1, channels=4,
+                                                          background_snap=0.9, sees_center=True),
+                                discriminator=DiscriminatorConfig(channels=4, metric_hidden=32))
+    model = CrossingNets(config).eval()
+    model.generator.pose.init_from_pose_code(model.vae.dec_fc, model.vae.dec_out, model.align)
+    model.save_pretrained(tmp_path / "skeleton")
+    stores = {}
+    for batch in (64, 256):
+        out = tmp_path / f"b{batch}.zarr"
+        result = invoke("sample", "--n", 300, "--out", out, "--model", tmp_path / "skeleton", "--seed", 1,
+                        "--batch-size", batch, "--precision", "fp32")
+        assert result.exit_code == 0, result.output
+        stores[batch] = open_store(out).read(slice(0, 300))
+    a, b = stores[64], stores[256]
+    assert a.depth.tobytes() == b.depth.tobytes()
+    expected = model.generate_depth(torch.from_numpy(a.latent), torch.from_numpy(a.center)).numpy()
+    np.testing.assert_allclose(a.depth, expected, atol=1e-3)  # the store keeps float16 depth
+    moved = model.generate_depth(torch.from_numpy(a.latent[:8]), torch.from_numpy(a.center[8:16])).numpy()
+    assert not np.allclose(moved, a.depth[:8], atol=1e-3)  # the centre changes the drawing
