@@ -223,12 +223,17 @@ def test_pose_estimator_equals_estimate_within_a_micrometre():
 def test_default_model_fast_paths_within_the_stated_tolerance(default_model, default_codes, default_centers):
     exact = default_model.generate_depth(default_codes, default_centers).numpy()
     fp32 = depth_difference(exact, DepthGenerator(default_model)(default_codes, center=default_centers).numpy())
-    assert fp32["mean_mm"] < 1e-3 and fp32["p99_mm"] < 1e-2 and fp32["silhouette_flips"] < 1e-5
-    if BF16:  # inside the pipeline's tolerance, so that auto runs bf16 (v3: 0.34 / 0.89 mm, docs/performance.md)
-        bf16 = depth_difference(exact, DepthGenerator(default_model, torch.bfloat16)(default_codes,
-                                                                                   center=default_centers).numpy())
-        assert bf16["mean_mm"] < 1.0 and bf16["p99_mm"] < 1.0 and bf16["silhouette_flips"] < 3e-3
-        assert SamplingPipeline(default_model, precision="auto").precision == "bf16"
+    # v3's paper G: ~1e-4 mm / bf16 0.34 / 0.89 mm. v8's skeleton G magnifies rounding (fp32-fast
+    # 0.06 / 1.15 mm, bf16 0.28 / 1.87 mm: docs/performance.md), so auto may fall back to exact fp32.
+    assert fp32["mean_mm"] < 0.1 and fp32["silhouette_flips"] < 1e-3
+    errors = {"fp32-fast": fp32}
+    if BF16:
+        errors["bf16"] = depth_difference(exact, DepthGenerator(default_model, torch.bfloat16)(
+            default_codes, center=default_centers).numpy())
+        assert errors["bf16"]["mean_mm"] < 1.0 and errors["bf16"]["silhouette_flips"] < 3e-3
+    inside = [name for name in ("bf16", "fp32-fast") if name in errors
+              and errors[name]["mean_mm"] < 1.0 and errors[name]["p99_mm"] < 1.0]
+    assert SamplingPipeline(default_model, precision="auto").precision == (inside[0] if inside else "fp32")
 
 
 @needs_default_model

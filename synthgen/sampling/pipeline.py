@@ -174,8 +174,9 @@ class SamplingPipeline:
                  check: bool = True):
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).to(self.device).eval()
-        if self.device.type == "cpu":
-            # NHWC transposed convs: same bits here, ~1.4x faster (docs/performance.md).
+        if self.device.type == "cpu" and self.model.config.generator.arch == "paper":
+            # NHWC transposed convs: same bits here, ~1.4x faster (docs/performance.md). Not for
+            # the skeleton G, whose 1×1 mixing conv gives other bits in NHWC: fp32 stays exact.
             self.model.generator.to(memory_format=torch.channels_last)
         self.noise = noise
         self.cube_mm = float(cube_mm)
