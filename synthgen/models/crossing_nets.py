@@ -24,7 +24,7 @@ from torch import nn
 from synthgen.conventions import LAYOUTS
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.discriminator import Discriminator
-from synthgen.models.generator import Alignment, Generator, SkeletonGenerator, skeleton_bones
+from synthgen.models.generator import Alignment, Generator, SkeletonGenerator, crop_coordinates, skeleton_bones
 from synthgen.models.vae import PoseVAE
 
 
@@ -87,10 +87,7 @@ class CrossingNets(nn.Module):
         """(B, J, 3) mm, (B, 3) mm → where the joints lie in their crop: (u, v) across the crop
         in [-1, 1] (pixel centres at (p − (S − 1)/2) / (S/2); exact, perspective included) and the
         depth normalised like the crop's, (z − z_c) / (cube / 2). The skeleton generator's targets."""
-        half = self.normalisation.cube_mm / 2
-        zc = center[:, None, 2:3]
-        uv = (zc * joints[..., :2] / joints[..., 2:3] - center[:, None, :2]) / half
-        return torch.cat([uv, (joints[..., 2:3] - zc) / half], -1)
+        return crop_coordinates(joints - center[:, None], center, self.normalisation.cube_mm / 2)
 
     # --- inference API -----------------------------------------------------------------------
 

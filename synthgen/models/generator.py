@@ -52,6 +52,16 @@ class Generator(nn.Module):
         return torch.tanh(self.out(h))  # (B, 1, 128, 128)
 
 
+def crop_coordinates(relative: torch.Tensor, center: torch.Tensor, half_cube: float) -> torch.Tensor:
+    """Joints → where they lie in their crop, with the crop camera's perspective
+    (`hand.camera.crop_intrinsics`): (u, v) across the crop in [-1, 1] and depth normalised
+    like the crop's. relative (B, J, 3): joints minus the crop centre; center (B, 3); both in one
+    unit, of which half_cube is half the cube's edge."""
+    absolute = relative + center[:, None]
+    uv = (center[:, None, 2:3] * absolute[..., :2] / absolute[..., 2:3] - center[:, None, :2]) / half_cube
+    return torch.cat([uv, relative[..., 2:3] / half_cube], -1)
+
+
 def skeleton_bones(parents: tuple[int, ...], fingers: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     """The capsules a `SkeletonGenerator` draws: every (parent, child) bone of a joint layout, and
     links between the bases of neighbouring non-thumb fingers, which span the palm between them."""
@@ -108,10 +118,7 @@ class PoseHead(nn.Module):
             residual, radii = self.residual(z), self.radii(z)
             pose = (pose.view(-1, j, 3) + offset[:, None]) * cfg.pose_scale  # centre-relative, crop units
             if cfg.sees_center:
-                c = center.float()[:, None] / (cfg.cube_mm / 2)
-                absolute = pose + c
-                uv = c[..., 2:3] * absolute[..., :2] / absolute[..., 2:3] - c[..., :2]
-                pose = torch.cat([uv, pose[..., 2:3]], -1)
+                pose = crop_coordinates(pose, center.float() / (cfg.cube_mm / 2), 1.0)
         joints = pose + residual.view(-1, j, 3)
         return joints, nn.functional.softplus(radii + cfg.radius_init_logit)
 
