@@ -42,6 +42,10 @@ class Generator(nn.Module):
         self.out = nn.ConvTranspose2d(c, 1, k, 2, pad)
         nn.init.constant_(self.out.bias, config.out_bias_init)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What a stage that trains G updates: all of it (see SkeletonGenerator's)."""
+        return list(self.parameters())
+
     def forward(self, z: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 23) → (B, 1, S, S) in [-1, 1]. The paper's G never sees the crop centre."""
         cfg = self.config

@@ -573,9 +573,7 @@ def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.o
     if stage == "vae":
         return {"vae": _adam(model.vae.parameters(), r.vae.lr, r.vae.betas)}
     if stage == "gan":
-        G = model.generator
-        return {"g": _adam(G.trainable_parameters() if isinstance(G, SkeletonGenerator) else G.parameters(),
-                           r.gan.lr, r.gan.betas),
+        return {"g": _adam(model.generator.trainable_parameters(), r.gan.lr, r.gan.betas),
                 "d": _adam(list(D.trunk_parameters()), r.gan.lr, r.gan.betas)}
     if stage == "warmup":
         # Only the alignment layer and the heads learn; G and the trunk are frozen.
@@ -605,5 +603,4 @@ def _align_parameters(model: CrossingNets) -> list[nn.Parameter]:
 
 def _generator_parameters(model: CrossingNets) -> list[nn.Parameter]:
     """What the generator path trains: Ali + G, or the skeleton generator's trainable part."""
-    G = model.generator
-    return G.trainable_parameters() if isinstance(G, SkeletonGenerator) else [*model.align.parameters(), *G.parameters()]
+    return [*_align_parameters(model), *model.generator.trainable_parameters()]
