@@ -83,9 +83,9 @@ class PoseHead(nn.Module):
     A pose from a 23-d code is what the VAE decoder computes, and an MLP relearning it from
     scratch is slow (12 mm after 3 000 steps, against the decoder's 5.6 mm). So the head is the
     decoder's shape read through a linear map (`init_from_pose_code` sets the map to undo Ali
-    and copies the decoder: it starts as Dec's pose, placed orthographically in the crop),
-    plus a residual MLP, zero at the start, for what that placement misses: perspective, and
-    the radii.
+    and copies the decoder: it starts as Dec's pose, placed in the crop orthographically or,
+    with `sees_center`, through the crop camera), plus a residual MLP, zero at the start, for
+    what that placement misses; the radii come from a second MLP.
     """
 
     def __init__(self, config: GeneratorConfig):
