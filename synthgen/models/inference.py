@@ -147,16 +147,20 @@ class DepthGenerator:
         self.skeleton = g.config.arch == "skeleton"
         size = g.config.base_size
         with torch.no_grad():
-            self.align = fold_batchnorm(ali.fc.weight, ali.bn)
             if self.skeleton:
-                # The pose head (fp32: joints move every pixel after them), the capsules (a pure
-                # function of joints and radii, `g.capsules`), the mixing convs with BN folded.
+                # Ali and the pose head as the model computes them, unfolded and in fp32: the head
+                # inverts Ali (condition number ~1e4), so another rounding of Ali's output moves
+                # joints by up to 0.1 mm, and the capsules' edges turn that into ~1 mm of depth
+                # at the 99th percentile. Then the capsules (a pure function of joints and radii,
+                # `g.capsules`) and the mixing convs with BN folded.
+                self.align_module = copy.deepcopy(ali).eval().float()
                 self.pose = copy.deepcopy(g.pose).eval().float()
                 self.capsules = g.capsules
                 (c1, bn1, _), (c2, bn2, _) = g.mix[:3], g.mix[3:]
                 self.mix = [Conv(*fold_batchnorm(c.weight, bn), 1, c.padding[0], 0, torch.float32,
                                  (c.in_channels, size, size)) for c, bn in ((c1, bn1), (c2, bn2))]
             else:
+                self.align = fold_batchnorm(ali.fc.weight, ali.bn)
                 self.fc = fold_batchnorm(g.fc.weight, g.fc_bn)
             self.ups = []  # 3×3 convs with phase-major output channels, each followed by an interleave
             for i, up in enumerate(g.ups):
@@ -177,18 +181,23 @@ class DepthGenerator:
         code = code.to(torch.float32)
         size = self.base_size * 2 ** (len(self.ups) + 1)
         depth = code.new_empty(len(code), size, size) if out is None else out
+        if self.skeleton:  # the whole call at once, as `generate_depth` does: the same bits
+            inputs = self.pose(self.align_module(code), None if center is None else center.to(torch.float32))
+        else:
+            inputs = (code,)
         for start in range(0, len(code), self.sub_batch):
             part = slice(start, start + self.sub_batch)
-            self._forward(code[part], depth[part], None if center is None else center[part])
+            self._forward([x[part] for x in inputs], depth[part])
         return depth
 
-    def _forward(self, code: torch.Tensor, out: torch.Tensor, center: torch.Tensor | None) -> None:
+    def _forward(self, inputs: list[torch.Tensor], out: torch.Tensor) -> None:
+        """One sub-batch: inputs = [joints, radii] for the skeleton G, else [code]."""
         if self.skeleton:
-            joints = self.pose(F.linear(code, *self.align), center)
-            h = self.capsules(*joints).contiguous(memory_format=torch.channels_last)
+            h = self.capsules(*inputs).contiguous(memory_format=torch.channels_last)
             for conv in self.mix:
                 h = conv(h)
         else:
+            (code,) = inputs
             h = torch.tanh(F.linear(code, *self.align))
             h = torch.relu(F.linear(h, *self.fc))
             h = h.view(-1, self.channels, self.base_size, self.base_size).contiguous(memory_format=torch.channels_last)
