@@ -24,8 +24,9 @@ from cli import app
 from synthgen.data.reader import open_store
 from synthgen.errors import InputError
 from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfig, GeneratorConfig
-from synthgen.models.inference import (Conv, DepthGenerator, PoseEstimator, depth_difference, fold_batchnorm,
-                                       interleave_phases, transposed_conv_as_phases)
+from synthgen.models.folding import fold_batchnorm
+from synthgen.models.inference import (Conv, DepthGenerator, PoseEstimator, depth_difference, interleave_phases,
+                                       transposed_conv_as_phases)
 from synthgen.sampling import DEFAULT_MODEL_DIR, LatentPrior, PriorSource, SamplingPipeline, load_model
 from synthgen.sampling.prior import CropCenters
 from synthgen.sampling import pipeline as pipeline_module

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from synthgen.models.config import GeneratorConfig
+from synthgen.models.folding import fold_batchnorm
 
 
 class Alignment(nn.Module):
@@ -130,9 +131,7 @@ class PoseHead(nn.Module):
     def init_from_pose_code(self, decoder_fc: nn.Linear, decoder_out: nn.Linear, align: "Alignment") -> None:
         """Start as Dec(code) + offset: `unpack` inverts Ali's affine map (BN at its running
         statistics), the decoder layers are copied."""
-        scale = align.bn.weight / torch.sqrt(align.bn.running_var + align.bn.eps)
-        weight = scale[:, None] * align.fc.weight  # Ali(code) = weight·code + bias in eval mode
-        bias = align.bn.bias - align.bn.running_mean * scale
+        weight, bias = fold_batchnorm(align.fc.weight, align.bn)  # Ali(code) = weight·code + bias
         inverse = torch.linalg.inv(weight.double())
         self.unpack.weight.copy_(inverse.float())
         self.unpack.bias.copy_((-inverse @ bias.double()).float())

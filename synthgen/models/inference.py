@@ -37,10 +37,10 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from synthgen.conventions import CUBE_MM
 from synthgen.models.evaluate import foreground
+from synthgen.models.folding import fold_batchnorm
 
 #: Trailing convolutions (the last transposed conv, the output conv) that the bf16 path runs in bf16.
 BF16_LAYERS = 2
@@ -50,18 +50,6 @@ SUB_BATCH = 32
 
 
 # --- the two rewrites ------------------------------------------------------------------------
-
-
-def fold_batchnorm(weight: torch.Tensor, bn: nn.BatchNorm1d | nn.BatchNorm2d,
-                   out_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of `bn(layer(x))` in eval mode, for a bias-free layer (conv, transposed conv, FC).
-
-    out_dim: the weight's output-channel dimension (0 for Conv2d/Linear, 1 for ConvTranspose2d).
-    """
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shape = [1] * weight.dim()
-    shape[out_dim] = -1
-    return (weight * scale.view(shape)).detach(), (bn.bias - bn.running_mean * scale).detach()
 
 
 def transposed_conv_as_phases(weight: torch.Tensor, padding: int) -> tuple[torch.Tensor, int]:
