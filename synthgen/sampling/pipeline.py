@@ -42,12 +42,14 @@ precision (thread count does not change the bits: checked in tests/test_sampling
 
 Precision (which generator computes the depth; the pose decoder is always the exact fp32 one):
 
-* "fp32": the exact path, `CrossingNets.generate_depth` itself (its generator in channels_last,
-  which gives the same bits: tests/test_inference.py).
+* "fp32": the exact path, `CrossingNets.generate_depth` itself (the paper G in channels_last,
+  which gives the same bits: tests/test_inference.py), called on each block's 32-sample
+  sub-batches like the fast path, so that two producers' activations stay small (a whole
+  256-sample block of the skeleton G peaked at 2.25 GB RSS).
 * "fp32-fast": `synthgen.models.inference.DepthGenerator` in fp32 — BN folded, transposed convs
-  as phase convs — the same function up to float rounding (~2e-4 mm), ~2x faster on a CPU.
-* "bf16": the same rewrite with the convolutions after the first in bf16, ~4x faster where the
-  CPU has bf16 instructions.
+  as phase convs — the same function up to float rounding (~1e-4 mm), 2-3.6x faster on a CPU.
+* "bf16": the same rewrite with its last two convolutions in bf16, ~2-7x faster where the CPU
+  has bf16 instructions.
 * "auto": the first of bf16, fp32-fast whose depth stays within FAST_TOLERANCE_MM of the exact
   path on a calibration block of prior samples (see `depth_difference`), else fp32.
 
@@ -73,7 +75,7 @@ from synthgen.errors import InputError
 from synthgen.hand import camera
 from synthgen.hand.noise import SensorNoise
 from synthgen.memory import BufferPool, small_page_array
-from synthgen.models.inference import DepthGenerator, depth_difference
+from synthgen.models.inference import SUB_BATCH, DepthGenerator, depth_difference
 from synthgen.sampling.prior import CropCenters, LatentPrior
 
 #: Samples per network call, always (see the module docstring, "Determinism").
@@ -298,8 +300,13 @@ class SamplingPipeline:
             c = torch.cat([c, c[-1:].expand(self.block_size - k, 3)]).to(self.device)  # padding: a real centre
             if fast is not None and k == self.block_size:
                 fast(padded, out=target, center=c)
+            elif fast is not None:
+                target.copy_(fast(padded, center=c)[:k])
             else:
-                target.copy_((fast(padded, center=c) if fast is not None else self.model.generate_depth(padded, c))[:k])
+                for start in range(0, k, SUB_BATCH):
+                    part = slice(start, start + SUB_BATCH)
+                    depth = self.model.generate_depth(padded[part], c[part])
+                    target[part].copy_(depth[:len(target[part])])
         return out  # in [-1, 1]: every path ends in tanh, and snaps to the background +1
 
     def _run_block(self, codes: torch.Tensor, centers: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> None:
