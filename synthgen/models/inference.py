@@ -170,7 +170,7 @@ class DepthGenerator:
         size = self.base_size * 2 ** (len(self.ups) + 1)
         depth = code.new_empty(len(code), size, size) if out is None else out
         if self.skeleton:  # the whole call at once, as `generate_depth` does: the same bits
-            inputs = self.pose(self.align_module(code), None if center is None else center.to(torch.float32))
+            inputs = self.pose(self.align_module(code), center)  # the head casts center to fp32
         else:
             inputs = (code,)
         for start in range(0, len(code), self.sub_batch):
