@@ -303,10 +303,10 @@ class SamplingPipeline:
             elif fast is not None:
                 target.copy_(fast(padded, center=c)[:k])
             else:
-                for start in range(0, k, SUB_BATCH):
-                    part = slice(start, start + SUB_BATCH)
-                    depth = self.model.generate_depth(padded[part], c[part])
-                    target[part].copy_(depth[:len(target[part])])
+                for start in range(0, k, SUB_BATCH):  # always whole sub-batches of the padded block
+                    stop = min(start + SUB_BATCH, k)
+                    depth = self.model.generate_depth(padded[start:start + SUB_BATCH], c[start:start + SUB_BATCH])
+                    target[start:stop].copy_(depth[:stop - start])
         return out  # in [-1, 1]: every path ends in tanh, and snaps to the background +1
 
     def _run_block(self, codes: torch.Tensor, centers: np.ndarray, pose: np.ndarray, depth: np.ndarray) -> None:
