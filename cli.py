@@ -325,7 +325,11 @@ def estimate(
     batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 256,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Depth → pose through the model's posterior path (its inference form: < 1e-3 mm from the exact one)."""
+    """Depth → pose through the model's posterior path (its inference form: < 1e-3 mm from the exact one).
+
+    The store's crops are read in the model's input convention: centre-relative crops are
+    front-aligned for a converted release model; a mismatch that cannot be converted is refused
+    and one that can only be approximated (crop geometry, centring rule) is warned about."""
     import numpy as np
     import torch
 
@@ -346,12 +350,19 @@ def estimate(
     if as_json and data.joint_layout != net.joint_layout:
         raise InputError(f"--json compares with the store's poses, which are {data.joint_layout} joints; the model "
                          f"estimates {net.joint_layout} joints")
+    from synthgen.data.crops import adapt_depth, convention_mismatch
+
+    stored, wanted = data.input_convention, net.input_convention
+    adapt_depth(np.ones((1, 1, 1), np.float32), stored, wanted)  # refuses an impossible conversion up front
+    for note in convention_mismatch(stored, wanted):
+        typer.echo(f"warning: {note}", err=True)
     poses = np.empty((len(data), net.config.vae.num_joints, 3), dtype=np.float32)
     estimator = PoseEstimator(net)
     start = time.perf_counter()
     for i in range(0, len(data), batch_size):
         batch = data.read(slice(i, min(i + batch_size, len(data))))
-        poses[i:i + len(batch)] = estimator(torch.from_numpy(batch.depth), torch.from_numpy(batch.center)).numpy()
+        depth = adapt_depth(batch.depth, stored, wanted, data.metadata.cube_mm)
+        poses[i:i + len(batch)] = estimator(torch.from_numpy(depth), torch.from_numpy(batch.center)).numpy()
     elapsed = time.perf_counter() - start
     if out is not None:
         with atomic_output(out, overwrite) as partial:
@@ -763,20 +774,31 @@ def convert_crossingnet(
                                                        "the directory holds several.")] = None,
     stats: Annotated[Optional[Path], typer.Option(help="A store of the same dataset (synthgen import): fit the "
                                                       "latent and root-offset Gaussians `sample` draws from.")] = None,
+    poses: Annotated[Optional[Path], typer.Option(
+        help="A pose label file in the dataset's own format (ICVL labels / test_seq_*.txt, NYU joint_data.mat, "
+             "MSRA joint.txt): fit the latent prior `sample` draws from to these poses. Without it (or --stats) "
+             "the prior is recovered from the release's alignment layer.")] = None,
     root_joint: Annotated[Optional[int], typer.Option(help="Root joint index in the release's order (default: its "
                                                            "centerPtIdx: ICVL 0, MSRA 0, NYU 32).", min=0)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
 ) -> None:
     """Authors' Lasagne Crossing Nets weights → a synthgen checkpoint for sample/walk/interpolate/estimate."""
-    from synthgen.models.lasagne import convert_crossing_nets, fit_statistics, save_converted
+    from synthgen.data.formats.labels import read_pose_labels
+    from synthgen.models.lasagne import convert_crossing_nets, fit_pose_statistics, fit_statistics, save_converted
 
     _refuse_existing(out, overwrite)
+    if stats is not None and poses is not None:
+        raise InputError("pass --stats or --poses, not both (both set the latent prior)")
+    labels = None if poses is None else read_pose_labels(poses, dataset.value)
     net = convert_crossing_nets(weights, dataset.value, prefix=prefix, root_joint=root_joint)
     if stats is not None:
         fit_statistics(net, stats)
+    if labels is not None:
+        fit_pose_statistics(net, labels, poses.name)
     save_converted(net, out, overwrite=overwrite)
     typer.echo(f"converted {dataset.value} weights from {weights} -> {out} ({net.joint_layout} layout, "
-               f"{net.config.vae.num_joints} joints, model {net.checksum[:12]})")
+               f"{net.config.vae.num_joints} joints, model {net.checksum[:12]}; reads "
+               f"{net.input_convention.describe()}; prior: {net.provenance['statistics']})")
 
 
 @app.command("import")
@@ -787,17 +809,32 @@ def import_dataset(
     split: Annotated[Optional[str], typer.Option(help="train or test (NYU, ICVL; HANDS2017 train only). MSRA15 has "
                                                       "none: point ROOT at the dataset or one subject.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Import only the first N frames.")] = None,
+    centers: Annotated[Optional[Path], typer.Option(
+        "--centers", help="Per-frame hand centres, one per frame of the split: the Crossing Nets release's "
+                          "center_uvd_*.mat, A2J's centre_pixel .mat or V2V-PoseNet's center_*_refined.txt.")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", help="Cut, centre and normalise the crops as this model reads them (its input convention); "
+                        "default: the shipped default model's.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
 ) -> None:
-    """A real benchmark's depth frames + labels → hand-centred 128² crops in a store (`train`, `score`)."""
+    """A real benchmark's depth frames + labels → hand-centred 128² crops in a store (`estimate`, `train`, `score`)."""
     from synthgen.data.formats import import_frames, open_dataset
+    from synthgen.data.formats.centers import read_centers
+    from synthgen.data.schema import file_sha256
+    from synthgen.models.checkpoint import read_input_convention
+    from synthgen.sampling.pipeline import DEFAULT_MODEL_DIR
 
     _refuse_existing(out, overwrite)
+    convention = read_input_convention(model or DEFAULT_MODEL_DIR)
     frames = open_dataset(dataset.value, root, split, limit)
+    given = None if centers is None else read_centers(centers, CAMERAS[frames.camera], frames.available)
+    source = None if centers is None else {"file": centers.name, "sha256": file_sha256(centers)}
     start = time.perf_counter()
     with _progress(len(frames), f"import {dataset.value}") as advance:
-        path = import_frames(frames, out, overwrite=overwrite, on_progress=advance)
-    typer.echo(_summary(len(frames), f"{dataset.value} frames ({frames.joint_layout} joints)", path,
+        path = import_frames(frames, out, overwrite=overwrite, convention=convention, centers=given,
+                             centers_source=source, on_progress=advance)
+    typer.echo(_summary(len(frames), f"{dataset.value} frames ({frames.joint_layout} joints, "
+                                     f"{convention.depth} depth, {convention.crop} crop)", path,
                         time.perf_counter() - start))
 
 

@@ -231,3 +231,79 @@ NORMALISATION = (
     "pinhole camera with f_crop = crop_size * center_z / cube_mm and principal point "
     "(crop_size - 1) / 2 - f_crop * center_xy / center_z."
 )
+
+# --- input conventions: how a model's depth crops are cut and normalised -------------------
+
+#: Depth normalisations a crop can be stored in or a model can read (name → definition).
+DEPTH_CONVENTIONS: dict[str, str] = {
+    "centre-relative": NORMALISATION,
+    "front-aligned": (
+        "Crossing Nets release (data/depth.py cropArea3D, data/util.py Frame.normDm, data/dataset.py frmToNp): "
+        "inside the cube, s = max(depth_mm, center_z - cube_mm/2) - (center_z - cube_mm/2) + 10 mm "
+        "(depth in front of the cube is clamped to its front face; depth behind it and missing depth are "
+        "background); then depth_norm = 2 (s - s_near) / s_far - 1, s_near / s_far the nearest / farthest "
+        "in-cube pixel of the crop: the nearest hand pixel is -1, pixels at s_far and the background +1. "
+        "Relative: absolute depth in mm cannot be recovered from the crop."
+    ),
+}
+#: Crop geometries (name → definition).
+CROP_GEOMETRIES: dict[str, str] = {
+    "pinhole": "a pinhole camera looking through the cube (see NORMALISATION): every crop pixel takes the frame "
+               "pixel nearest to where its centre lands",
+    "window": "Crossing Nets release / DeepPrior: the integer window [floor(u_c - f*r), floor(u_c + f*r)) x "
+              "[floor(v_c - f_y*r), floor(v_c + f_y*r)), r = cube_mm / (2 * center_z), outside the frame no data, "
+              "resized with OpenCV's INTER_NEAREST (source index floor(i * w / crop_size)) keeping its aspect, "
+              "and pasted centred into the crop_size^2 image",
+}
+#: Centring rules (name → definition).
+CENTERINGS: dict[str, str] = {
+    "joint-box": "the centre of the labelled joints' bounding box (synthgen's renders and training crops)",
+    "center-of-mass": "DeepPrior's refinement from the joints' bounding-box centre: the centre of mass (mean u, v, "
+                      "depth) of the depth pixels inside the cube, unprojected, repeated until it moves < 0.5 mm",
+    "given": "centres read from a file the field distributes (import --centers): the Crossing Nets release's "
+             "center_uvd_*.mat, A2J's centre_pixel .mat, V2V-PoseNet's center_*_refined.txt",
+}
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How a model's input crops are made: the depth normalisation, the crop geometry and the
+    centring rule it was trained with. Stores record the convention of their depth; every
+    command that feeds a store to a model checks (and where possible converts) it."""
+
+    depth: str = "centre-relative"
+    crop: str = "pinhole"
+    centering: str = "joint-box"
+
+    def __post_init__(self) -> None:
+        for field_name, known in (("depth", DEPTH_CONVENTIONS), ("crop", CROP_GEOMETRIES), ("centering", CENTERINGS)):
+            value = getattr(self, field_name)
+            if value not in known:
+                raise ValueError(f"unknown {field_name} convention {value!r} (known: {', '.join(known)})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "InputConvention":
+        """From config.json / store attributes; absent (older files) → synthgen's own convention."""
+        return cls(**(d or {}))
+
+    @property
+    def metric(self) -> bool:
+        """Whether depth in mm can be recovered from a crop and its centre alone."""
+        return self.depth == "centre-relative"
+
+    def describe(self) -> str:
+        return f"{self.depth} depth, {self.crop} crop, {self.centering} centring"
+
+
+#: synthgen's own models and renders.
+SYNTHGEN_INPUT = InputConvention()
+#: The Crossing Nets release: NYU crops at the released centres, ICVL / MSRA at the detector's
+#: centre of mass (approximated by DeepPrior's refinement when no centre file is given).
+RELEASE_INPUT = {
+    "nyu": InputConvention("front-aligned", "window", "given"),
+    "icvl": InputConvention("front-aligned", "window", "center-of-mass"),
+    "msra": InputConvention("front-aligned", "window", "center-of-mass"),
+}

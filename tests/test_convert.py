@@ -298,22 +298,25 @@ def test_converted_checkpoint_loads_bit_identically(icvl, tmp_path):
     assert loaded.provenance["dataset"] == "icvl" and set(loaded.provenance["files"]) == set(release_arrays(16))
 
 
-def test_root_offset_statistics_come_from_the_alignment_batch_norm(tmp_path):
-    """BN mean = Wᵀμ, var = diag(Wᵀ Σ W) for codes with mean μ and a covariance Σ whose image
-    Wᵀ Σ W is diagonal: the recovered root-offset Gaussian is μ, Σ (root block, y flipped)."""
+def test_code_statistics_come_from_the_alignment_batch_norm(tmp_path):
+    """BN mean = Wᵀμ, var = diag(Wᵀ Σ W) for codes with mean μ and Σ = [s²·I, 0; 0, C]: the
+    recovered prior is μ, s²·I (latent) and C (root block), y flipped, never N(0, I)."""
     arrays = release_arrays(16, seed=5)
     rng = np.random.default_rng(6)
     w = arrays["align"][0]
-    mu = rng.normal(0, 1, CODE)
-    var_a = rng.uniform(0.5, 2, CODE)
-    inverse = np.linalg.inv(w.T)
-    sigma = inverse @ np.diag(var_a) @ inverse.T
+    mu = rng.normal(0, 0.1, CODE)
+    root = rng.normal(0, 0.3, (3, 3))
+    sigma = np.zeros((CODE, CODE))
+    sigma[:L, :L] = 0.15 ** 2 * np.eye(L)
+    sigma[L:, L:] = root @ root.T + 0.01 * np.eye(3)
     arrays["align"][3] = w.T @ mu
-    arrays["align"][4] = 1 / np.sqrt(var_a + 1e-4)
+    arrays["align"][4] = 1 / np.sqrt(np.diag(w.T @ sigma @ w) + 1e-4)
     model = convert_crossing_nets(write_release(tmp_path, arrays), "icvl")
-    np.testing.assert_allclose(model.root_offset.mean, mu[L:] * FLIP, atol=1e-4)
-    np.testing.assert_allclose(model.root_offset.cov, sigma[L:, L:] * np.outer(FLIP, FLIP), atol=1e-3)
-    assert model.latent.mean == (0.0,) * L  # the paper's prior until fitted to data
+    np.testing.assert_allclose(model.latent.mean, mu[:L], atol=1e-6)
+    np.testing.assert_allclose(model.latent.cov, sigma[:L, :L], atol=1e-6)
+    np.testing.assert_allclose(model.root_offset.mean, mu[L:] * FLIP, atol=1e-6)
+    np.testing.assert_allclose(model.root_offset.cov, sigma[L:, L:] * np.outer(FLIP, FLIP), atol=1e-6)
+    assert "alignment layer" in model.provenance["statistics"]
 
 
 def test_fit_statistics_uses_the_store_poses(icvl, tmp_path):

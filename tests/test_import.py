@@ -226,7 +226,7 @@ def test_cli_import_info_preview_and_train_on_icvl(tmp_path):
     store = tmp_path / "icvl.zarr"
     result = invoke("import", "icvl", tmp_path / "ICVL", "--out", store)
     assert result.exit_code == 0, result.output
-    assert "40 icvl frames (icvl joints)" in result.stdout
+    assert "40 icvl frames (icvl joints, centre-relative depth, pinhole crop)" in result.stdout
     again = invoke("import", "icvl", tmp_path / "ICVL", "--out", store)
     assert again.exit_code == 2 and "already exists" in again.stderr
     assert invoke("info", store).exit_code == 0

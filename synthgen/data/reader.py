@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from synthgen.conventions import Intrinsics
+from synthgen.conventions import BACKGROUND, InputConvention, Intrinsics
 from synthgen.data.schema import (
     CHECKSUMS_ATTR,
     CorruptStoreError,
@@ -28,6 +28,7 @@ from synthgen.data.schema import (
     shard_path,
     working_path_for,
 )
+from synthgen.errors import InputError
 from synthgen.hand.camera import crop_intrinsics, crop_uv_to_frame, denormalize_depth, project
 
 ARRAY_NAMES = ("depth", "pose", "center", "latent")
@@ -90,6 +91,18 @@ class HandStore:
     def joint_layout(self) -> str:
         """Order and number of the stored joints: a key of conventions.LAYOUTS."""
         return self.metadata.joint_layout
+
+    @property
+    def input_convention(self) -> InputConvention:
+        """How the crops were cut, centred and normalised (conventions.InputConvention)."""
+        return self.metadata.input_convention
+
+    def _metric_depth(self, depth: np.ndarray, center_z: np.ndarray) -> np.ndarray:
+        """Stored depth → mm; InputError for a convention that does not keep absolute depth."""
+        if not self.input_convention.metric:
+            raise InputError(f"{self.path}: the crops are {self.input_convention.depth} depth, relative to each "
+                             f"crop's nearest pixel; depth in mm cannot be recovered from them")
+        return denormalize_depth(depth, center_z, self.metadata.cube_mm)
 
     def missing_chunks(self) -> list[int]:
         """Chunks not written yet; always empty for a complete store."""
@@ -165,7 +178,7 @@ class HandStore:
     def depth_mm(self, index: int) -> np.ndarray:
         """(S, S) float32 metric depth (z, mm) of one crop; 0 where there is no data."""
         sample = self._sample(index)
-        return denormalize_depth(sample.depth[0], sample.center[0, 2], self.metadata.cube_mm)
+        return self._metric_depth(sample.depth[0], sample.center[0, 2])
 
     def uvd_full_frame(self, index: int) -> np.ndarray:
         """(J, 3) joints of one sample as full-frame (u, v) pixels and depth d = z in mm."""
@@ -177,7 +190,7 @@ class HandStore:
         Row-major order of the crop pixels; this places a crop back into the sensor image.
         """
         sample = self._sample(index)
-        depth = denormalize_depth(sample.depth[0], sample.center[0, 2], self.metadata.cube_mm)
+        depth = self._metric_depth(sample.depth[0], sample.center[0, 2])
         rows, cols = np.nonzero(depth > 0)
         crop_uv = np.stack([cols, rows], axis=-1).astype(np.float64)
         frame_uv = crop_uv_to_frame(crop_uv, sample.center[0], self.camera, self.metadata.cube_mm,
@@ -318,11 +331,11 @@ def describe(store: HandStore, max_samples: int = 1024) -> dict[str, Any]:
 
 
 def _statistics(store: HandStore, batch: SampleBatch) -> dict[str, Any]:
-    depth_mm = denormalize_depth(batch.depth, batch.center[:, 2], store.metadata.cube_mm)
+    foreground = batch.depth < BACKGROUND - 1e-3
     extent = batch.pose.max(axis=1) - batch.pose.min(axis=1)  # (n, 3) per-sample bounding box
     stats = {
         "samples": len(batch),
-        "foreground_fraction": float((depth_mm > 0).mean()),
+        "foreground_fraction": float(foreground.mean()),
         "pose_extent_mm": {"median": np.median(extent, axis=0).tolist(), "max": extent.max(axis=0).tolist()},
         "center_z_mm": _min_max(batch.center[:, 2]),
         "depth": _min_max(batch.depth),

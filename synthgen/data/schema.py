@@ -70,10 +70,12 @@ from synthgen.conventions import (
     CROP_SIZE,
     CUBE_MM,
     DEFAULT_CAMERA,
+    DEPTH_CONVENTIONS,
     LAYOUTS,
-    NORMALISATION,
     SCHEMA_VERSION,
+    SYNTHGEN_INPUT,
     UNITS,
+    InputConvention,
     Intrinsics,
 )
 from synthgen.errors import InputError, SynthgenError
@@ -248,7 +250,9 @@ class StoreMetadata:
     mesh baseline. `parameters` is free JSON (noise settings, prior settings, ...) that makes
     the run reproducible together with `seed`. `joint_layout` names the order (and number) of
     the stored joints, a key of conventions.LAYOUTS: canonical unless a model or dataset with
-    another skeleton (ICVL's 16, NYU's 36 points) made the poses.
+    another skeleton (ICVL's 16, NYU's 36 points) made the poses. `input_convention` says how
+    the crops were cut, centred and normalised (conventions.InputConvention): synthgen's own
+    unless a store was imported for, or sampled from, a model that reads another.
     """
 
     producer: str
@@ -262,8 +266,11 @@ class StoreMetadata:
     synthgen_version: str = __version__
     created: str = field(default_factory=_utc_now)
     joint_layout: str = "hands2017"
+    input_convention: InputConvention = SYNTHGEN_INPUT
 
     def __post_init__(self) -> None:
+        if not isinstance(self.input_convention, InputConvention):
+            raise InvalidMetadataError(f"input_convention must be an InputConvention, got {self.input_convention!r}")
         if not isinstance(self.producer, str) or not self.producer:
             raise InvalidMetadataError(f"producer must be a non-empty string, got {self.producer!r}")
         if self.joint_layout not in LAYOUTS:
@@ -304,6 +311,7 @@ class StoreMetadata:
             "synthgen_version": self.synthgen_version,
             "created": self.created,
             "joint_layout": self.joint_layout,
+            "input_convention": self.input_convention.to_dict(),
         }
 
     @classmethod
@@ -315,9 +323,18 @@ class StoreMetadata:
                 crop_size=attrs["crop_size"], model_checksum=attrs["model_checksum"],
                 parameters=attrs["parameters"], synthgen_version=attrs["synthgen_version"],
                 created=attrs["created"], joint_layout=attrs.get("joint_layout", "hands2017"),  # older stores: canonical
+                input_convention=_input_convention(attrs.get("input_convention")),
             )
         except (KeyError, TypeError) as error:
             raise NotAStoreError(f"store attributes are incomplete or malformed: {error!r}") from None
+
+
+def _input_convention(entry: Any) -> InputConvention:
+    """The store's input convention; stores written before stores carried one are synthgen's."""
+    try:
+        return InputConvention.from_dict(entry)
+    except ValueError as error:
+        raise InvalidMetadataError(f"input_convention: {error}") from None
 
 
 def store_attrs(metadata: StoreMetadata, *, num_samples: int, chunk_size: int, read_chunk_size: int,
@@ -330,20 +347,28 @@ def store_attrs(metadata: StoreMetadata, *, num_samples: int, chunk_size: int, r
         "joint_names": list(LAYOUTS[metadata.joint_layout].joint_names),
         "units": UNITS,
         "coordinate_system": COORDINATE_SYSTEM,
-        "normalisation": {
-            "text": NORMALISATION,
-            "background": BACKGROUND,
-            "depth_scale_mm": half_cube,
-            "depth_offset": "center[:, 2]",
-            "depth_mm": "depth * depth_scale_mm + center[:, 2]; depth >= background - 1e-3 -> 0 (no data)",
-            "depth_dtype": DEPTH_DTYPE,
-            "max_quantisation_error_mm": depth_max_error_mm(metadata.cube_mm),
-        },
+        "normalisation": _normalisation_attrs(metadata),
         **metadata.to_attrs(),
         "layout": {"chunk_size": chunk_size, "read_chunk_size": read_chunk_size, "arrays": arrays},
         "num_samples": num_samples,
         "complete": complete,
     }
+
+
+def _normalisation_attrs(metadata: StoreMetadata) -> dict[str, Any]:
+    """How to read the stored depth: its convention's definition and, for metric conventions,
+    the formula back to millimetres."""
+    convention = metadata.input_convention.depth
+    attrs: dict[str, Any] = {"convention": convention, "text": DEPTH_CONVENTIONS[convention], "background": BACKGROUND,
+                             "depth_scale_mm": metadata.cube_mm / 2, "depth_dtype": DEPTH_DTYPE}
+    if metadata.input_convention.metric:
+        attrs.update(depth_offset="center[:, 2]",
+                     depth_mm="depth * depth_scale_mm + center[:, 2]; depth >= background - 1e-3 -> 0 (no data)",
+                     max_quantisation_error_mm=depth_max_error_mm(metadata.cube_mm))
+    else:
+        attrs.update(depth_mm="not recoverable: the depth is relative to the crop's nearest pixel",
+                     max_quantisation_error_mm=None)
+    return attrs
 
 
 # --- one batch of samples ------------------------------------------------------------------

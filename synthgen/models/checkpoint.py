@@ -23,7 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import synthgen
-from synthgen.conventions import LAYOUTS
+from synthgen.conventions import LAYOUTS, InputConvention
 from synthgen.errors import InputError
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.crossing_nets import CrossingNets
@@ -76,6 +76,7 @@ def save_model(model: CrossingNets, directory: str | Path) -> str:
         "normalisation": asdict(model.normalisation),
         "root_offset": asdict(model.root_offset),
         "latent": asdict(model.latent),
+        "input_convention": model.input_convention.to_dict(),
         "provenance": model.provenance,
         "weights": {"file": WEIGHTS, "sha256": digest, "bytes": len(blob)},
     }
@@ -108,7 +109,8 @@ def load(path: str | Path) -> CrossingNets:
                              PoseNormalisation(**config["normalisation"]),
                              GaussianStats.from_dict(config["root_offset"]),
                              GaussianStats.from_dict(config["latent"]),
-                             config.get("provenance", {}), joint_layout=layout)
+                             config.get("provenance", {}), joint_layout=layout,
+                             input_convention=InputConvention.from_dict(config.get("input_convention")))
     except KeyError as e:
         raise CheckpointError(f"{directory / CONFIG}: missing entry {e}") from None
     except (TypeError, ValueError) as e:
@@ -119,6 +121,17 @@ def load(path: str | Path) -> CrossingNets:
     tensors = _verified_tensors(weights, blob, config.get("weights", {}).get("sha256"), model.state_dict())
     model.load_state_dict(tensors, strict=True)
     return model.eval()
+
+
+def read_input_convention(path: str | Path) -> InputConvention:
+    """The input convention in a checkpoint's config.json, without loading its weights; configs
+    written before models carried one hold synthgen's own (conventions.SYNTHGEN_INPUT)."""
+    config_path = _checkpoint_dir(Path(path)) / CONFIG
+    config = _read_json(config_path)
+    try:
+        return InputConvention.from_dict(config.get("input_convention"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: invalid input_convention ({error})") from None
 
 
 def _joints_entry(layout: str) -> dict:

@@ -181,6 +181,10 @@ class DataRecipe:
     val_fraction: float = 0.05  # held-out share of the samples, for eval.json
     labeled_fraction: float = 1.0  # share of the training samples that keep their pose
     split_seed: int = 0  # seeds the held-out and labeled splits (independent of `seed`)
+    # Posterior training only: each crop is re-cut around its centre moved by a random offset
+    # (direction uniform, length uniform in [0, center_jitter_mm]), so the estimator does not
+    # depend on how exactly a crop is centred at inference (joint box, centre of mass, a detector).
+    center_jitter_mm: float = 0.0
 
 
 @dataclass
@@ -311,6 +315,11 @@ class Recipe:
                 raise ValueError(f"{name}.steps must be >= 0")
         if self.refine.train not in REFINE_HALVES:
             raise ValueError(f"refine.train must be one of {', '.join(REFINE_HALVES)}, got {self.refine.train!r}")
+        if not 0.0 <= d.center_jitter_mm <= 100.0:
+            raise ValueError(f"data.center_jitter_mm must be in [0, 100], got {d.center_jitter_mm}")
+        if d.center_jitter_mm and (self.trained_paths != {"posterior"} or self.vae.steps):
+            raise ValueError("data.center_jitter_mm moves the crops the posterior path reads: it needs a recipe whose "
+                             "only stage is refine with refine.train = 'posterior'")
 
     @property
     def trained_paths(self) -> set[str]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthgen.conventions import LAYOUTS
+from synthgen.conventions import LAYOUTS, SYNTHGEN_INPUT, InputConvention
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.discriminator import Discriminator
 from synthgen.models.generator import Alignment, Generator, SkeletonGenerator, crop_coordinates, skeleton_bones
@@ -31,7 +31,8 @@ from synthgen.models.vae import PoseVAE
 class CrossingNets(nn.Module):
     def __init__(self, config: CrossingNetsConfig | None = None, normalisation: PoseNormalisation | None = None,
                  root_offset: GaussianStats | None = None, latent: GaussianStats | None = None,
-                 provenance: dict | None = None, joint_layout: str = "hands2017"):
+                 provenance: dict | None = None, joint_layout: str = "hands2017",
+                 input_convention: InputConvention = SYNTHGEN_INPUT):
         super().__init__()
         self.config = config or CrossingNetsConfig()
         if joint_layout not in LAYOUTS or LAYOUTS[joint_layout].num_joints != self.config.vae.num_joints:
@@ -44,6 +45,8 @@ class CrossingNets(nn.Module):
         self.root_offset = root_offset or GaussianStats.standard(3)
         self.latent = latent or GaussianStats.standard(self.config.vae.latent_dim)
         self.provenance = dict(provenance or {})  # data digest, recipe, version: written to config.json
+        # How its input crops are cut, centred and normalised (what `estimate` must be fed).
+        self.input_convention = input_convention
         generator = self.config.generator
         if generator.arch == "skeleton":
             if generator.num_joints != self.config.vae.num_joints:
@@ -166,7 +169,8 @@ class CrossingNets(nn.Module):
         return load(path)
 
     def extra_repr(self) -> str:
-        return f"joint_layout={self.joint_layout!r}, normalisation={asdict(self.normalisation)}"
+        return (f"joint_layout={self.joint_layout!r}, normalisation={asdict(self.normalisation)}, "
+                f"input={self.input_convention.describe()!r}")
 
     @contextmanager
     def _inference(self):

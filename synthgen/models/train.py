@@ -30,6 +30,7 @@ from torch import nn
 
 import synthgen
 from synthgen.conventions import LAYOUTS
+from synthgen.data.crops import recenter_crops
 from synthgen.errors import InputError
 from synthgen.models import losses as L
 from synthgen.models.checkpoint import (CheckpointError, load, load_training_state, save_model,
@@ -154,6 +155,21 @@ class Trainer:
         d[order] = self.data.depth[idx[order]]
         return torch.from_numpy(d)[:, None].contiguous(memory_format=self.memory_format)
 
+    def recentred(self, idx: np.ndarray, x: torch.Tensor, z: torch.Tensor, gen: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops `x` of rows `idx` re-cut around centres moved by random offsets (data.center_jitter_mm)
+        and their codes `z` with the root offsets moved to match; the latent part is unchanged."""
+        n = len(idx)
+        direction = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        direction /= direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        shift = (direction * (self.r.data.center_jitter_mm * torch.rand(n, 1, generator=gen, dtype=torch.float64)))
+        center = np.asarray(self.data.center[idx], np.float64)
+        depth = recenter_crops(x[:, 0].float().numpy(), center, center + shift.numpy(),
+                               self.model.normalisation.cube_mm)
+        z = z.clone()
+        z[:, -3:] -= (shift / self.model.normalisation.unit_mm).float()
+        return torch.from_numpy(depth)[:, None].contiguous(memory_format=self.memory_format), z
+
     def labeled_rows(self, idx: np.ndarray) -> torch.Tensor:
         """Dataset rows (all labeled) → rows of the labeled arrays (`split.labeled` is sorted)."""
         return torch.from_numpy(np.searchsorted(self.split.labeled, idx))
@@ -272,6 +288,8 @@ class Trainer:
         rows = self.labeled_rows(idx)
         B = len(idx)
         x, z = self.depth_batch(idx), self.codes[rows]
+        if self.r.data.center_jitter_mm > 0:
+            x, z = self.recentred(idx, x, z, gen)
         z_mix = L.mix_codes(z, lw.mix_size, gen) if use_gan or use_smo else None
         # D's branch sees G(Ali z) only for L_smo, G(Ali z̃) for L_smo and L_gan: its last B rows.
         fake_rows = slice(0, 2 * B) if use_smo else slice(B, 2 * B) if use_gan else None

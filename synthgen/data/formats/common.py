@@ -1,5 +1,6 @@
-"""What every benchmark importer shares: DeepPrior's centre-of-mass centring, the training
-crop of a full sensor frame, file checks and the chunked store writing.
+"""What every benchmark importer shares: the centring rules (the joints' box, DeepPrior's centre
+of mass, centres from a file), the crop of a full sensor frame in a model's input convention,
+file checks and the chunked store writing.
 
 A dataset module provides a *frame source*: an object with `camera` (a key of
 conventions.CAMERAS), `joint_layout` (a key of conventions.LAYOUTS: the stored joints' order),
@@ -12,25 +13,24 @@ is refused before a store is started.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from synthgen.conventions import CAMERAS, CROP_SIZE, CUBE_MM, Intrinsics
+from synthgen.conventions import CAMERAS, CENTERINGS, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
 from synthgen.data.schema import SampleBatch, StoreMetadata
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
-from synthgen.hand.camera import crop_uv_to_frame, hand_center, normalize_depth, unproject
+from synthgen.data.crops import cut_crop
+from synthgen.hand.camera import hand_center, unproject
 
 #: DeepPrior's refinement: re-centre on the centre of mass of the depth pixels inside the cube,
 #: until it moves less than this or after this many rounds.
 REFINE_TOLERANCE_MM = 0.5
 REFINE_ITERATIONS = 10
-CENTERING = ("start at the joints' bounding-box centre; then, DeepPrior style, the centre of mass (mean u, v, "
-             f"depth) of the depth pixels inside the {CUBE_MM:g} mm cube around the centre, unprojected, repeated "
-             f"until it moves < {REFINE_TOLERANCE_MM} mm (at most {REFINE_ITERATIONS} rounds)")
 _PROGRESS_EVERY = 64  # frames per progress report
 
 
@@ -71,7 +71,7 @@ def center_of_mass(depth_mm: np.ndarray, cam: Intrinsics, center: np.ndarray, cu
 
 
 def refine_center(depth_mm: np.ndarray, cam: Intrinsics, start: np.ndarray, cube: float = CUBE_MM) -> np.ndarray:
-    """Iterate `center_of_mass` from `start` (see CENTERING); keeps `start` if the cube is empty."""
+    """Iterate `center_of_mass` from `start` (conventions.CENTERINGS['center-of-mass']); keeps `start` if the cube is empty."""
     center = np.asarray(start, np.float64)
     for _ in range(REFINE_ITERATIONS):
         moved = center_of_mass(depth_mm, cam, center, cube)
@@ -85,20 +85,11 @@ def refine_center(depth_mm: np.ndarray, cam: Intrinsics, start: np.ndarray, cube
 
 
 def crop_frame(depth_mm: np.ndarray, center: np.ndarray, cam: Intrinsics, cube: float = CUBE_MM,
-               size: int = CROP_SIZE) -> np.ndarray:
-    """Full sensor frame (H, W) mm → the (size, size) normalised training crop around `center`.
-
-    Each crop pixel takes the frame pixel nearest to where its centre lands (synthgen's crop is
-    a pinhole camera, camera.crop_intrinsics); outside the frame is no data. Then the store's
-    normalisation (camera.normalize_depth): [-1, 1] in the cube, background +1.
-    """
-    cols, rows = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
-    frame_uv = crop_uv_to_frame(np.stack([cols, rows], axis=-1), center, cam, cube, size)
-    u, v = np.rint(frame_uv[..., 0]).astype(np.int64), np.rint(frame_uv[..., 1]).astype(np.int64)
-    inside = (u >= 0) & (u < depth_mm.shape[1]) & (v >= 0) & (v < depth_mm.shape[0])
-    crop = np.zeros((size, size), np.float32)
-    crop[inside] = depth_mm[v[inside], u[inside]]
-    return normalize_depth(crop, center[2], cube)
+               size: int = CROP_SIZE, convention: InputConvention = SYNTHGEN_INPUT) -> np.ndarray:
+    """Full sensor frame (H, W) mm → the (size, size) normalised crop around `center`, cut and
+    normalised as `convention` says (synthgen's own by default: a pinhole crop, [-1, 1] in the
+    cube, background +1; see data.crops)."""
+    return cut_crop(depth_mm, center, cam, convention, cube, size)
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -161,17 +152,46 @@ def check_split(dataset: str, split: str | None, allowed: tuple[str, ...]) -> st
 # --- writing -------------------------------------------------------------------------------
 
 
+def frame_center(depth_mm: np.ndarray, joints: np.ndarray, cam: Intrinsics, centering: str,
+                 cube: float = CUBE_MM) -> np.ndarray:
+    """The crop centre of one labelled frame by a centring rule (conventions.CENTERINGS):
+    "joint-box" or "center-of-mass" (DeepPrior's refinement started at the joint box)."""
+    box = hand_center(joints)
+    if centering == "joint-box":
+        return box
+    if centering == "center-of-mass":
+        return refine_center(depth_mm, cam, box, cube)
+    raise InputError(f"centring {centering!r} needs centres from a file: pass --centers")
+
+
 def import_frames(frames: FrameSource, out: str | Path, *, overwrite: bool = False, cube: float = CUBE_MM,
-                  size: int = CROP_SIZE, on_progress: Callable[[int], None] | None = None) -> Path:
+                  size: int = CROP_SIZE, convention: InputConvention = SYNTHGEN_INPUT,
+                  centers: np.ndarray | None = None, centers_source: dict | None = None,
+                  on_progress: Callable[[int], None] | None = None) -> Path:
     """Centre, crop and write every frame of `frames` into a new store at `out`.
+
+    Crops are cut, centred and normalised as `convention` says (a model's input convention;
+    synthgen's own by default). `centers` (frames, 3) mm, from a centre file (formats.centers),
+    replaces the centring rule; its NaN rows (frames the file marks invalid) fall back to
+    "center-of-mass", or to the convention's own rule if that is not "given". The store records
+    the convention, with centring "given" when a file placed the centres.
 
     Written chunk by chunk into `<out>.incomplete` and renamed at the end; on any failure the
     unfinished store is removed, so a failed import leaves nothing behind.
     """
     cam = CAMERAS[frames.camera]
+    if centers is None and convention.centering == "given":
+        raise InputError("the model reads crops cut at centres from a file (centring 'given'): pass --centers")
+    if centers is not None and len(centers) < len(frames):
+        raise InputError(f"{len(centers)} centres for {len(frames)} frames")
+    fallback = convention.centering if convention.centering != "given" else "center-of-mass"
+    stored = replace(convention, centering="given") if centers is not None else convention
+    parameters = {**frames.parameters(), "centering": CENTERINGS[stored.centering]}
+    if centers is not None:
+        parameters["centers"] = {**(centers_source or {}), "invalid_frames": int(np.isnan(centers[:len(frames)]).any(1).sum()),
+                                 "invalid_frames_centred_by": fallback}
     metadata = StoreMetadata(producer="import", seed=None, camera=frames.camera, cube_mm=cube, crop_size=size,
-                             joint_layout=frames.joint_layout,
-                             parameters={**frames.parameters(), "centering": CENTERING})
+                             joint_layout=frames.joint_layout, parameters=parameters, input_convention=stored)
     writer = StoreWriter.create(out, len(frames), metadata, overwrite=overwrite)
     try:
         for chunk in range(writer.num_chunks):
@@ -184,8 +204,9 @@ def import_frames(frames: FrameSource, out: str | Path, *, overwrite: bool = Fal
                                      f"{(cam.height, cam.width)}")
                 if not np.isfinite(joints).all() or hand_center(joints)[2] <= 0:
                     raise InputError(f"frame {i}: joints are not finite or lie behind the camera")
-                c = refine_center(frame, cam, hand_center(joints), cube)
-                depth.append(crop_frame(frame, c, cam, cube, size))
+                given = None if centers is None or np.isnan(centers[i]).any() else centers[i]
+                c = (given if given is not None else frame_center(frame, joints, cam, fallback, cube)).astype(np.float32)
+                depth.append(crop_frame(frame, c, cam, cube, size, convention))
                 pose.append(joints)
                 center.append(c)
                 if on_progress is not None and (i + 1 - start) % _PROGRESS_EVERY == 0:

@@ -25,7 +25,9 @@ class Hands2017Frames:
         self.split = check_split("HANDS2017", split, ("train",))
         self.folder = Path(root) / "training"
         self.labels = self.folder / "Training_Annotation.txt"
-        lines = parse_label_lines(self.labels, 3 * NUM_JOINTS)[:limit]
+        lines = parse_label_lines(self.labels, 3 * NUM_JOINTS)
+        self.available = len(lines)  # frames in the split, before `limit`
+        lines = lines[:limit]
         self.paths = [self.folder / "images" / name for name, _ in lines]
         self.joints = np.stack([values.reshape(NUM_JOINTS, 3) for _, values in lines]).astype(np.float32)
         require_files(self.paths, "HANDS2017 depth frame")

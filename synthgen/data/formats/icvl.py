@@ -31,7 +31,9 @@ class ICVLFrames:
         self.folder = Path(root) / FOLDERS[self.split]
         self.label_files = _label_files(self.folder, self.split)
         joints = LAYOUTS["icvl"].num_joints
-        lines = [entry for path in self.label_files for entry in parse_label_lines(path, 3 * joints)][:limit]
+        lines = [entry for path in self.label_files for entry in parse_label_lines(path, 3 * joints)]
+        self.available = len(lines)  # frames in the split, before `limit`
+        lines = lines[:limit]
         self.paths = [self.folder / "Depth" / name for name, _ in lines]
         self.uvd = np.stack([values.reshape(joints, 3) for _, values in lines])
         if (self.uvd[..., 2] <= 0).any():

@@ -41,6 +41,7 @@ class MSRAFrames:
             self.paths += [folder / f"{i:06d}_depth.bin" for i in range(len(xyz))]
             joints.append(xyz)
         self.joints = LAYOUTS["msra"].to_canonical(msra_file_to_camera(np.concatenate(joints))).astype(np.float32)
+        self.available = len(self.paths)  # frames in the dataset (or subject), before `limit`
         self.paths, self.joints = self.paths[:limit], self.joints[:limit]
         self.gestures = [str(g.relative_to(self.root)) for g in gestures]
         require_files(self.paths, "MSRA15 depth frame")

@@ -31,6 +31,7 @@ class NYUFrames:
         self.folder = Path(root) / self.split
         self.labels = require_file(self.folder / "joint_data.mat", "NYU labels")
         uvd = _read_joint_uvd(self.labels)[VIEW - 1]
+        self.available = len(uvd)  # frames in the split, before `limit`
         self.uvd = uvd[:limit]
         self.paths = [self.folder / f"depth_{VIEW}_{i + 1:07d}.png" for i in range(len(self.uvd))]
         require_files(self.paths, "NYU depth frame")
