@@ -305,8 +305,9 @@ def train(
     depth, pose, center, digest = load_arrays(stores)
     from synthgen.data.reader import open_store
 
-    data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest,
-                        joint_layout=open_store(stores[0]).joint_layout)
+    first = open_store(stores[0])
+    data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest, joint_layout=first.joint_layout,
+                        input_convention=first.input_convention)
     with _stage_progress() as hook:
         model = run_training(r, data, out_dir, progress=hook, resume=resume)
     results = json.loads((Path(out_dir or r.out_dir) / "eval.json").read_text())
@@ -516,7 +517,7 @@ def sample(
     error = source.pipeline.generator_error  # resolves --precision (fast-path check) before anything is written
     params = {**source.params(), "model": _model_params(model), "generator_error_mm": error}
     metadata = StoreMetadata(producer="sample", seed=seed, camera=camera.value, model_checksum=net.checksum,
-                             parameters=params, joint_layout=net.joint_layout)
+                             parameters=params, joint_layout=net.joint_layout, input_convention=net.input_convention)
     writer = _store_writer(out, n, metadata, chunk_size=chunk_size, overwrite=overwrite, resume=resume,
                            with_latent=True)
     if writer is None:
@@ -566,7 +567,8 @@ def generate(
     params = {**source.params(), "poses": str(poses.resolve()), "layout": layout.value, "model": _model_params(model),
               "generator_error_mm": error}
     metadata = StoreMetadata(producer="generate", seed=seed if noise else None, camera=camera.value,
-                             model_checksum=net.checksum, parameters=params, joint_layout=net.joint_layout)
+                             model_checksum=net.checksum, parameters=params, joint_layout=net.joint_layout,
+                             input_convention=net.input_convention)
     writer = StoreWriter.create(out, len(joints), metadata, with_latent=True, overwrite=overwrite)
     source.chunk_size = writer.chunk_size
     start = time.perf_counter()
@@ -585,7 +587,8 @@ def _write_path(kind: str, codes, centers, net, pipeline, *, out: Optional[Path]
     writer = None
     if out is not None:
         metadata = StoreMetadata(producer=kind, seed=seed, camera=camera, model_checksum=net.checksum,
-                                 parameters=params, joint_layout=net.joint_layout)
+                                 parameters=params, joint_layout=net.joint_layout,
+                                 input_convention=net.input_convention)
         writer = StoreWriter.create(out, len(codes), metadata, with_latent=True, overwrite=overwrite)
     start = time.perf_counter()
     with _progress(len(codes), kind) as advance:

@@ -29,8 +29,8 @@ def load_arrays(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     """Concatenate the depth (kept float16: half the memory), pose and center of several stores.
 
     Returns (depth (N, S, S) float16, pose (N, J, 3) float32, center (N, 3) float32, digest), the
-    digest combining the stores' digests in order. Stores must share crop size, cube and joint
-    layout (`HandStore.joint_layout`).
+    digest combining the stores' digests in order. Stores must share crop size, cube, joint
+    layout (`HandStore.joint_layout`) and input convention (`HandStore.input_convention`).
     """
     stores = [open_store(p) for p in paths]
     layouts = {(s.metadata.crop_size, s.metadata.cube_mm) for s in stores}
@@ -39,6 +39,9 @@ def load_arrays(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     joint_layouts = sorted({s.joint_layout for s in stores})
     if len(joint_layouts) > 1:
         raise InputError(f"stores differ in joint layout: {joint_layouts}")
+    conventions = sorted({s.input_convention.describe() for s in stores})
+    if len(conventions) > 1:
+        raise InputError(f"stores differ in input convention (how their crops were cut and normalised): {conventions}")
     # read_array: damaged chunks and NaN / out-of-range values are refused here, not trained on.
     depth = np.concatenate([s.read_array("depth").astype(np.float16, copy=False) for s in stores])
     pose = np.concatenate([s.read_array("pose") for s in stores]).astype(np.float32, copy=False)

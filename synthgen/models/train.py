@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import synthgen
-from synthgen.conventions import LAYOUTS
+from synthgen.conventions import LAYOUTS, SYNTHGEN_INPUT, InputConvention
 from synthgen.data.crops import recenter_crops
 from synthgen.errors import InputError
 from synthgen.models import losses as L
@@ -59,6 +59,7 @@ class TrainingData:
     center: np.ndarray
     data_digest: str | None = None
     joint_layout: str = "hands2017"
+    input_convention: InputConvention = SYNTHGEN_INPUT  # how the crops were made; the trained model keeps it
 
     def __post_init__(self) -> None:
         n = len(self.depth)
@@ -472,7 +473,8 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
                   "samples": {"train": len(split.train), "labeled": len(split.labeled), "val": len(split.val)}}
     # Non-canonical layouts keep their own root (NYU's palm centre); the canonical one keeps the default.
     normalisation = PoseNormalisation(root_joint=LAYOUTS[data.joint_layout].root)
-    model = CrossingNets(r.model, normalisation, provenance=provenance, joint_layout=data.joint_layout)
+    model = CrossingNets(r.model, normalisation, provenance=provenance, joint_layout=data.joint_layout,
+                         input_convention=data.input_convention)
     trainer = Trainer(r, data, model, split)
     model.root_offset = GaussianStats.of(trainer.offset.numpy())
     model.vae.init_from_pca(trainer.rel.numpy())
@@ -572,6 +574,9 @@ def _init_from(model: CrossingNets, path: str, trains_generator: bool) -> None:
     """Start from the weights of a saved model of the same architecture and joint layout; only
     a generator the recipe trains may differ (then it alone starts from its initialisation)."""
     base = load(path)
+    if base.input_convention != model.input_convention:
+        raise InputError(f"init_from {path}: the model reads {base.input_convention.describe()}, the training stores "
+                         f"hold {model.input_convention.describe()}")
     same_generator = base.config.generator == model.config.generator
     others_differ = replace(base.config, generator=model.config.generator) != model.config
     if others_differ or base.joint_layout != model.joint_layout or not (same_generator or trains_generator):

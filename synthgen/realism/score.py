@@ -106,9 +106,14 @@ def _read(store: HandStore, indices: np.ndarray, stage: str, progress: Progress)
 
 
 def _check_compatible(store: HandStore, net: depthnet.FrozenDepthNet, other: HandStore | None) -> None:
-    """Refuse what cannot be compared: other crop or cube sizes, poses the mesh hand cannot fit.
+    """Refuse what cannot be compared: other crop or cube sizes, depth conventions other than the
+    feature network's, poses the mesh hand cannot fit.
     A reference / training store may hold another joint layout (a real benchmark): only its depth
     is used then, and pose coverage is skipped."""
+    for checked in (store, other):
+        if checked is not None and checked.input_convention.depth != "centre-relative":
+            raise InputError(f"{checked.path}: holds {checked.input_convention.depth} depth; the feature network and "
+                             f"the mesh baseline read centre-relative crops, which cannot be recovered from it")
     size = store.metadata.crop_size
     if size != net.net.config.crop_size:
         raise InputError(f"{store.path}: crops are {size}² but the feature network takes "

@@ -174,6 +174,9 @@ class SamplingPipeline:
     def __init__(self, model, *, device: str | torch.device = "cpu", precision: str = "fp32",
                  noise: SensorNoise | None = None, cube_mm: float = CUBE_MM, block_size: int = BLOCK_SIZE,
                  check: bool = True):
+        if noise is not None and not model.input_convention.metric:
+            raise InputError(f"the sensor-noise model works on metric depth; this model generates "
+                             f"{model.input_convention.depth} depth, which has none")
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).to(self.device).eval()
         if self.device.type == "cpu" and self.model.config.generator.arch == "paper":

@@ -59,7 +59,7 @@ def _read_mat(path: Path) -> np.ndarray:
         if scipy.io.matlab.matfile_version(path)[0] == 2:
             raise InputError(f"--centers {path}: MATLAB v7.3 (HDF5) files are not read; save it as MATLAB v5")
         mat = scipy.io.loadmat(path)
-    except (ValueError, TypeError, OSError, IndexError) as error:
+    except (ValueError, TypeError, OSError, IndexError, scipy.io.matlab.MatReadError) as error:
         raise InputError(f"--centers {path}: not a readable MATLAB file ({error})") from None
     names = [name for name in MAT_VARIABLES if name in mat]
     if not names:

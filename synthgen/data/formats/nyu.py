@@ -58,7 +58,7 @@ def _read_joint_uvd(path: Path) -> np.ndarray:
         if scipy.io.matlab.matfile_version(path)[0] == 2:  # v7.3 = HDF5, which loadmat cannot read
             raise InputError(f"{path}: MATLAB v7.3 (HDF5) files are not read; NYU's joint_data.mat is MATLAB v5")
         mat = scipy.io.loadmat(path, variable_names=["joint_uvd"])
-    except (ValueError, TypeError, OSError, IndexError) as error:  # matfile_version: IndexError on junk
+    except (ValueError, TypeError, OSError, IndexError, scipy.io.matlab.MatReadError) as error:  # matfile_version: IndexError on junk
         raise InputError(f"{path}: not a readable MATLAB file ({error})") from None
     if "joint_uvd" not in mat:
         raise InputError(f"{path}: has no joint_uvd variable")
