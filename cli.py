@@ -409,13 +409,15 @@ class PathMode(str, Enum):
 
 
 class RootRule(str, Enum):
+    auto = "auto"
     centred = "centred"
     gaussian = "gaussian"
 
 
 RootOption = Annotated[RootRule, typer.Option(
-    "--root", help="Root offset: centred (default) = the one that centres the decoded hand in its crop, as in every "
-                   "training crop; gaussian = drawn from the training offsets' Gaussian, independent of the pose.")]
+    "--root", help="Root offset: centred = the one that centres the decoded hand's joint box in its crop, as in "
+                   "synthgen's training crops; gaussian = drawn from the model's root-offset Gaussian, independent "
+                   "of the pose; auto (default) = centred for models trained on joint-box crops, else gaussian.")]
 
 
 class LatentPriorKind(str, Enum):
@@ -493,7 +495,7 @@ def sample(
     resume: ResumeOption = False,
     chunk_size: ChunkSizeOption = 1024,
     scheduler: SchedulerOption = None,
-    root: RootOption = RootRule.centred,
+    root: RootOption = RootRule.auto,
 ) -> None:
     """Sample the prior: latents → pose (VAE decoder) + depth (generator) → a store with latents."""
     _passive_openmp()
@@ -659,7 +661,7 @@ def walk(
     camera: Annotated[Camera, typer.Option(help="Sensor the walk's fixed crop centre is placed in.")] = Camera.hands2017,
     device: DeviceOption = Device.cpu,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
-    root: RootOption = RootRule.centred,
+    root: RootOption = RootRule.auto,
 ) -> None:
     """A smooth random walk through the prior (underdamped Langevin) → store and/or video."""
     import numpy as np
@@ -787,21 +789,20 @@ def convert_crossingnet(
 ) -> None:
     """Authors' Lasagne Crossing Nets weights → a synthgen checkpoint for sample/walk/interpolate/estimate."""
     from synthgen.data.formats.labels import read_pose_labels
-    from synthgen.models.lasagne import convert_crossing_nets, fit_pose_statistics, fit_statistics, save_converted
+    from synthgen.models.lasagne import convert_crossing_nets, fit_statistics, save_converted
 
     _refuse_existing(out, overwrite)
     if stats is not None and poses is not None:
         raise InputError("pass --stats or --poses, not both (both set the latent prior)")
     labels = None if poses is None else read_pose_labels(poses, dataset.value)
-    net = convert_crossing_nets(weights, dataset.value, prefix=prefix, root_joint=root_joint)
+    net = convert_crossing_nets(weights, dataset.value, prefix=prefix, root_joint=root_joint, poses=labels,
+                                poses_source=None if poses is None else poses.name)
     if stats is not None:
         fit_statistics(net, stats)
-    if labels is not None:
-        fit_pose_statistics(net, labels, poses.name)
     save_converted(net, out, overwrite=overwrite)
     typer.echo(f"converted {dataset.value} weights from {weights} -> {out} ({net.joint_layout} layout, "
                f"{net.config.vae.num_joints} joints, model {net.checksum[:12]}; reads "
-               f"{net.input_convention.describe()}; prior: {net.provenance['statistics']})")
+               f"{net.input_convention.describe()}; {net.provenance['statistics']})")
 
 
 @app.command("import")

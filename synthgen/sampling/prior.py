@@ -6,12 +6,17 @@ A sample of the Crossing Nets latent space is a 23-d code
 
 drawn as 23 standard-normal numbers x ("whitened" coordinates) mapped to a code by
 
-* pose latent: `prior="standard"` (default): the VAE prior N(0, I₂₀), the latent is x[:20]
-  itself; `prior="fitted"`: the Gaussian fitted to the training poses' VAE mean latents
-  (`model.latent`: mean m, covariance C), m + L·x[:20] with L Lᵀ = C — closer to what the
-  aligned generator saw in training when the KL term left the means' spread well below 1;
-* root offset: the wrist's offset from the crop centre in `unit_mm` (50 mm) units.
-  `root="centred"` (default): not drawn but *derived*, offset = −(bounding-box centre of the
+* pose latent: `prior="fitted"` (default): the Gaussian fitted to the training poses' VAE mean
+  latents (`model.latent`: mean m, covariance C), m + L·x[:20] with L Lᵀ = C — what the
+  aligned generator saw in training when the KL term left the means' spread well below 1 (a
+  converted release model's latents have a std of ~0.1); `prior="standard"`: the VAE prior
+  N(0, I₂₀), the latent is x[:20] itself;
+* root offset: the root joint's offset from the crop centre in `unit_mm` (50 mm) units.
+  `root="auto"` (default) is "centred" for models trained on joint-box crops (synthgen's) and
+  "gaussian" for the others (a converted release model: its crops are centred on the hand's
+  centre of mass or a given centre, and its root-offset Gaussian is where its own estimator reads
+  the root in the hands its generator draws, lasagne.fit_root_offset).
+  `root="centred"`: not drawn but *derived*, offset = −(bounding-box centre of the
   decoded root-relative pose), so the hand's joint box is centred on the crop centre exactly as
   in every training crop (`hand_center`); x[20:] is then unused. `root="gaussian"`: from the
   training set's Gaussian (`model.root_offset`) as m + L·x[20:], the same formula as
@@ -101,7 +106,7 @@ def gaussian_factor(stats) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.linalg.cholesky(cov + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
 
 
-ROOTS = ("centred", "gaussian")
+ROOTS = ("auto", "centred", "gaussian")
 DECODE_BLOCK = 256  # fixed decoder block: the bits never depend on how many codes are mapped
 
 
@@ -126,10 +131,20 @@ def _factors(model, prior: str) -> list[tuple[torch.Tensor, torch.Tensor] | None
     return [latent, gaussian_factor(model.root_offset)]
 
 
-def whitened_to_codes(model, whitened: torch.Tensor, prior: str = "standard", root: str = "centred") -> torch.Tensor:
-    """(n, 23) standard-normal numbers → (n, 23) float32 codes [latent, root offset]."""
+def resolve_root(model, root: str) -> str:
+    """"auto" → the root rule that matches how the model's crops were centred: "centred" for
+    joint-box crops (synthgen's), "gaussian" otherwise (a converted release model's crops are
+    centred on the hand's centre of mass or a given centre, not on the joints' box)."""
     if root not in ROOTS:
         raise InputError(f"root must be one of {', '.join(ROOTS)}, got {root!r}")
+    if root != "auto":
+        return root
+    return "centred" if model.input_convention.centering == "joint-box" else "gaussian"
+
+
+def whitened_to_codes(model, whitened: torch.Tensor, prior: str = "fitted", root: str = "auto") -> torch.Tensor:
+    """(n, 23) standard-normal numbers → (n, 23) float32 codes [latent, root offset]."""
+    root = resolve_root(model, root)
     whitened = whitened.to(torch.float64)
     parts = whitened.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
     latent_f, root_f = _factors(model, prior)
@@ -156,8 +171,8 @@ class LatentPrior:
     """The prior over 23-d codes; see the module docstring."""
 
     truncation: float | None = None
-    prior: str = "standard"
-    root: str = "centred"
+    prior: str = "fitted"
+    root: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "truncation", check_truncation(self.truncation))
@@ -174,8 +189,9 @@ class LatentPrior:
     def to_dict(self) -> dict:
         latent = (f"N(0, I_{POSE_LATENT_DIM})" if self.prior == "standard"
                   else "model.latent mean + L x, x ~ N(0, I_20) (fitted to training VAE means)")
-        root = ("-(joint bounding-box centre of the decoded pose): hand centred in its crop" if self.root == "centred"
-                else "model.root_offset mean + L x, x ~ N(0, I_3)")
+        root = {"centred": "-(joint bounding-box centre of the decoded pose): hand centred in its crop",
+                "gaussian": "model.root_offset mean + L x, x ~ N(0, I_3)",
+                "auto": "centred for a model trained on joint-box crops, else gaussian"}[self.root]
         return {"prior": self.prior, "pose_latent": latent, "root": self.root, "root_offset": root,
                 "truncation": self.truncation}
 
