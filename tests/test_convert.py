@@ -18,7 +18,7 @@ from cli import app
 from synthgen.conventions import LAYOUTS
 from synthgen.errors import InputError
 from synthgen.models import load
-from synthgen.models.lasagne import DATASETS, convert_crossing_nets, fit_statistics
+from synthgen.models.lasagne import DATASETS, _Frame, _joint_map, alignment_code_stats, convert_crossing_nets, fit_statistics
 from typer.testing import CliRunner
 
 H, L, C, K = 40, 20, 32, 6  # VAE width, latent, channels, kernel: the paper's
@@ -311,12 +311,26 @@ def test_code_statistics_come_from_the_alignment_batch_norm(tmp_path):
     sigma[L:, L:] = root @ root.T + 0.01 * np.eye(3)
     arrays["align"][3] = w.T @ mu
     arrays["align"][4] = 1 / np.sqrt(np.diag(w.T @ sigma @ w) + 1e-4)
+    latent, root = alignment_code_stats(arrays["align"], _Frame(_joint_map(DATASETS["icvl"]), L))
+    np.testing.assert_allclose(latent.mean, mu[:L], atol=1e-6)
+    np.testing.assert_allclose(latent.cov, sigma[:L, :L], atol=1e-6)
+    np.testing.assert_allclose(root.mean, mu[L:] * FLIP, atol=1e-6)
+    np.testing.assert_allclose(root.cov, sigma[L:, L:] * np.outer(FLIP, FLIP), atol=1e-6)
     model = convert_crossing_nets(write_release(tmp_path, arrays), "icvl")
-    np.testing.assert_allclose(model.latent.mean, mu[:L], atol=1e-6)
-    np.testing.assert_allclose(model.latent.cov, sigma[:L, :L], atol=1e-6)
-    np.testing.assert_allclose(model.root_offset.mean, mu[L:] * FLIP, atol=1e-6)
-    np.testing.assert_allclose(model.root_offset.cov, sigma[L:, L:] * np.outer(FLIP, FLIP), atol=1e-6)
+    np.testing.assert_allclose(model.latent.mean, mu[:L], atol=1e-6)  # the converted model's prior
     assert "alignment layer" in model.provenance["statistics"]
+
+
+def test_root_offset_is_where_the_models_estimator_reads_its_own_hands(icvl):
+    """fit_root_offset's fixed point: generating at the fitted mean, the posterior reads it back."""
+    _, model, _ = icvl
+    latent = model.sample_latents(256, torch.Generator().manual_seed(0))
+    mean = torch.tensor(model.root_offset.mean, dtype=torch.float32)
+    with torch.inference_mode():
+        depth = model.generate_depth(torch.cat([latent, mean.expand(256, 3)], 1))
+        read = model.discriminator.posterior(model.discriminator.branch(depth[:, None]))[:, -3:]
+    np.testing.assert_allclose(read.mean(0).numpy(), mean.numpy(), atol=0.02 * float(read.std(0).max()) + 1e-3)
+    assert "fit_root_offset" in model.provenance["statistics"]
 
 
 def test_fit_statistics_uses_the_store_poses(icvl, tmp_path):
