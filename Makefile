@@ -50,7 +50,7 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
 # ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-skeleton-center
+MODEL_RUN := runs/default-center-jitter
 model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
@@ -59,6 +59,7 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default-robust2.toml
 	$(SG) train --recipe recipes/default-robust3.toml
 	$(SG) train --recipe recipes/default-skeleton-center.toml
+	$(SG) train --recipe recipes/default-center-jitter.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png

@@ -295,3 +295,27 @@ def test_pose_label_files_that_do_not_parse_are_refused(tmp_path, dataset, conte
                     "--poses", labels)
     assert result.exit_code == 2 and fragment in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_relative_depth_is_refused_where_millimetres_are_needed(tmp_path):
+    from synthgen.data.dataset import Augmentation, HandDataset
+    from synthgen.data.export import export_store
+    from synthgen.data.schema import SampleBatch, StoreMetadata
+    from synthgen.data.writer import StoreWriter
+
+    path = tmp_path / "aligned.zarr"
+    meta = StoreMetadata("test", 0, camera="icvl", joint_layout="icvl", input_convention=RELEASE_INPUT["icvl"])
+    writer = StoreWriter.create(path, 4, meta)
+    pose = hands(4, 16, seed=1).astype(np.float32)
+    writer.write(0, SampleBatch(np.ones((4, 128, 128)), pose, pose.mean(1), joint_layout="icvl"))
+    writer.finalize()
+    attrs = json.loads((path / "zarr.json").read_text())["attributes"]
+    assert attrs["input_convention"] == {"depth": "front-aligned", "crop": "window", "centering": "center-of-mass"}
+    assert attrs["normalisation"]["max_quantisation_error_mm"] is None
+    with pytest.raises(InputError, match="cannot be recovered"):
+        export_store(path, tmp_path / "out", layout="icvl", fmt="png16")
+    with pytest.raises(InputError, match="augmentation works on metric depth"):
+        HandDataset(path, augment=Augmentation())
+    assert len(HandDataset(path)) == 4  # reading as stored is fine
+    result = invoke("score", path, "--n", 4)
+    assert result.exit_code == 2 and "front-aligned depth" in result.output

@@ -194,6 +194,11 @@ class _Output:
             raise InputError(f"joints must be one of {', '.join(JOINT_UNITS)}, got {joints!r}")
         if augment is not None and not isinstance(augment, Augmentation):
             raise InputError(f"augment must be an Augmentation or None, got {type(augment).__name__}")
+        conventions = {s.input_convention.depth for s in stores}
+        if len(conventions) > 1:
+            raise InputError(f"the stores hold depth in different conventions ({', '.join(sorted(conventions))})")
+        if augment is not None and not stores[0].input_convention.metric:
+            raise InputError(f"augmentation works on metric depth; the stores hold {conventions.pop()} depth")
         self.joints, self.augment = joints, augment
         self.cube_mm = stores[0].metadata.cube_mm
         self.joint_names = LAYOUTS[self.layout].joint_names

@@ -259,6 +259,9 @@ def export_store(store_path: str | Path, out: str | Path, *, layout: str, fmt: s
     """
     store = open_store(store_path)
     out = Path(out)
+    if not store.input_convention.metric:
+        raise InputError(f"{store_path}: holds {store.input_convention.depth} depth; the benchmarks' files hold "
+                         f"depth in mm, which cannot be recovered from it")
     _check(store, layout, fmt, out, overwrite)
     count = len(store) if limit is None else min(int(limit), len(store))
     if count < 1:
