@@ -46,8 +46,8 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
 
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
-# -robust2.toml, -robust3.toml, -skeleton-center.toml (each continues from the run before it), then
-# ship the result.
+# -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml (each continues from the
+# run before it), then ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
 MODEL_RUN := runs/default-center-jitter
