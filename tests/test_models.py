@@ -390,6 +390,35 @@ def test_refining_one_half_leaves_the_other_bit_identical(tmp_path, trained):
         Recipe.from_dict({"refine": {"train": "decoder"}})
 
 
+def test_centre_jitter_recuts_the_crops_and_moves_the_root_offsets(tmp_path, trained, data):
+    """data.center_jitter_mm: the posterior reads crops re-cut around moved centres, its root-offset
+    targets move with them, the latent targets and Ali + G stay as they were."""
+    from synthgen.data.crops import recenter_crops
+    from synthgen.models.train import Split, Trainer, step_generator
+
+    model, out = trained
+    base = Recipe.from_toml(TINY)
+    plan = replace(base, init_from=str(out / "model"), vae=replace(base.vae, steps=0), gan=replace(base.gan, steps=0),
+                   joint=replace(base.joint, warmup_steps=0, steps=0), losses=replace(base.losses, recons="l1"),
+                   refine=replace(base.refine, steps=4, train="posterior"),
+                   data=replace(base.data, center_jitter_mm=20.0))
+    idx = np.arange(8)
+    trainer = Trainer(plan, data, model, Split(idx, idx, idx[:0]))
+    trainer.compute_codes()
+    x, z = trainer.depth_batch(idx), trainer.codes[torch.from_numpy(idx)]
+    moved_x, moved_z = trainer.recentred(idx, x, z, step_generator(0, 4, 0))
+    shift = (z[:, -3:] - moved_z[:, -3:]).double().numpy() * model.normalisation.unit_mm  # mm
+    assert torch.equal(moved_z[:, :-3], z[:, :-3])
+    assert (np.linalg.norm(shift, axis=1) <= 20.0 + 1e-4).all() and np.linalg.norm(shift, axis=1).max() > 1.0
+    center = data.center[idx].astype(np.float64)
+    np.testing.assert_allclose(moved_x[:, 0].numpy(), recenter_crops(x[:, 0].numpy(), center, center + shift),
+                               atol=1e-5)
+    jittered = train(plan, data, tmp_path / "jitter")
+    plain = train(replace(plan, data=replace(plan.data, center_jitter_mm=0.0)), data, tmp_path / "plain")
+    assert torch.equal(jittered.generator.out.weight, model.generator.out.weight)
+    assert not torch.equal(jittered.discriminator.posterior.out.weight, plain.discriminator.posterior.out.weight)
+
+
 # --- the skeleton generator (extension) --------------------------------------------------------
 
 SKELETON = {"arch": "skeleton", "base_size": 32, "num_upsamples": 1, "channels": 8}
