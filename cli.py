@@ -764,6 +764,11 @@ convert_app = typer.Typer(no_args_is_help=True, help="Convert models made elsewh
 app.add_typer(convert_app, name="convert")
 
 
+class Centering(str, Enum):
+    joint_box = "joint-box"
+    center_of_mass = "center-of-mass"
+
+
 class ReleaseDataset(str, Enum):
     icvl = "icvl"
     msra = "msra"
@@ -819,9 +824,14 @@ def import_dataset(
     model: Annotated[Optional[Path], typer.Option(
         "--model", help="Cut, centre and normalise the crops as this model reads them (its input convention); "
                         "default: the shipped default model's.")] = None,
+    centering: Annotated[Optional[Centering], typer.Option(
+        help="Centre the crops by this rule instead of the model's: joint-box (the labelled joints' box) or "
+             "center-of-mass (DeepPrior's refinement on the depth pixels).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
 ) -> None:
     """A real benchmark's depth frames + labels → hand-centred 128² crops in a store (`estimate`, `train`, `score`)."""
+    from dataclasses import replace
+
     from synthgen.data.formats import import_frames, open_dataset
     from synthgen.data.formats.centers import read_centers
     from synthgen.data.schema import file_sha256
@@ -830,6 +840,10 @@ def import_dataset(
 
     _refuse_existing(out, overwrite)
     convention = read_input_convention(model or DEFAULT_MODEL_DIR)
+    if centering is not None:
+        if centers is not None:
+            raise InputError("pass --centers or --centering, not both")
+        convention = replace(convention, centering=centering.value)
     frames = open_dataset(dataset.value, root, split, limit)
     given = None if centers is None else read_centers(centers, CAMERAS[frames.camera], frames.available)
     source = None if centers is None else {"file": centers.name, "sha256": file_sha256(centers)}

@@ -15,7 +15,7 @@ Inputs (public, fetched by the user, never shipped; docs/real-data.md says where
 Everything goes through the `synthgen` command (convert, import, estimate, sample):
 1. NYU frame 1: NYU-14 mean joint error of the converted NYU model (crops in its own convention
    at the release's centre; centre-relative crops converted on the fly) and of the default model
-   (crops centred on the labelled joints' box, by centre of mass, at the release's centre).
+   (crops centred on the labelled joints' box, on the centre of mass, at the release's centre).
 2. ICVL: median bone length of `sample` with the converted ICVL model under each prior (the
    release's own, one fitted to the test labels with `convert --poses`, N(0, I)) against the
    real test labels; and how far each sample's label lies from the model's own estimate of its
@@ -100,6 +100,7 @@ def measure_nyu(work: Path, args) -> list[dict]:
         ("converted NYU", model, ["--centers", centre], "centre-relative pinhole crop, release centre "
                                                         "(front-aligned by estimate)"),
         ("default", DEFAULT_MODEL, [], "its own (joint-box centre)"),
+        ("default", DEFAULT_MODEL, ["--centering", "center-of-mass"], "centre of mass of the depth pixels"),
         ("default", DEFAULT_MODEL, ["--centers", centre], "release centre (palm joint)"),
     ]
     rows = []

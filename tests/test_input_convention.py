@@ -319,3 +319,19 @@ def test_relative_depth_is_refused_where_millimetres_are_needed(tmp_path):
     assert len(HandDataset(path)) == 4  # reading as stored is fine
     result = invoke("score", path, "--n", 4)
     assert result.exit_code == 2 and "front-aligned depth" in result.output
+
+
+def test_import_centering_overrides_the_models_rule(release_nyu, tmp_path):
+    root, _, joints = release_nyu
+    box, com = tmp_path / "box.zarr", tmp_path / "com.zarr"
+    assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", box).exit_code == 0
+    assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", com,
+                  "--centering", "center-of-mass").exit_code == 0
+    np.testing.assert_allclose(open_store(box).read(slice(0, 3)).center,
+                               (joints.min(1) + joints.max(1)) / 2, atol=1e-3)
+    assert open_store(com).input_convention.centering == "center-of-mass"
+    assert not np.allclose(open_store(com).read(slice(0, 3)).center, open_store(box).read(slice(0, 3)).center)
+    (tmp_path / "c.txt").write_text("1 2 300\n" * 3)
+    result = invoke("import", "nyu", root / "NYU", "--split", "test", "--out", tmp_path / "x.zarr",
+                    "--centering", "joint-box", "--centers", tmp_path / "c.txt")
+    assert result.exit_code == 2 and "not both" in result.output

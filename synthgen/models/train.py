@@ -250,7 +250,7 @@ class Trainer:
         if lw.pose_weight > 0:
             latent, offset = post.split([self.model.config.vae.latent_dim, 3], 1)
             pred = self.model.vae.decode(latent) + offset[:, None]
-            pose_loss = (pred - (self.rel[rows] + self.offset[rows][:, None])).pow(2).mean()
+            pose_loss = (pred - (self.rel[rows] + z[:, None, -3:])).pow(2).mean()  # z: jittered offsets too
             loss, logs["pose"] = loss + lw.pose_weight * pose_loss, pose_loss.item()
         f_real = None
         if smo:
