@@ -121,6 +121,8 @@ def test_center_jitter_is_refused_outside_posterior_training():
                                "joint": {"warmup_steps": 0, "steps": 0},
                                "refine": {"steps": 10, "train": "posterior"}})
     assert recipe.data.center_jitter_mm == 10.0
+    with pytest.raises(ValueError, match="center_jitter_fraction"):
+        Recipe.from_dict({"data": {"center_jitter_fraction": 0.0}})
 
 
 # --- centre files --------------------------------------------------------------------------------

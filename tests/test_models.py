@@ -413,6 +413,12 @@ def test_centre_jitter_recuts_the_crops_and_moves_the_root_offsets(tmp_path, tra
     center = data.center[idx].astype(np.float64)
     np.testing.assert_allclose(moved_x[:, 0].numpy(), recenter_crops(x[:, 0].numpy(), center, center + shift),
                                atol=1e-5)
+    half = replace(plan, data=replace(plan.data, center_jitter_fraction=0.5))
+    trainer = Trainer(half, data, model, Split(idx, idx, idx[:0]))
+    trainer.compute_codes()
+    part_x, part_z = trainer.recentred(idx, x, z, step_generator(0, 4, 0))
+    np.testing.assert_allclose(part_x[4:].numpy(), x[4:].numpy(), atol=1e-6)  # re-cut in place
+    assert torch.equal(part_z[4:], z[4:]) and not torch.equal(part_z[:4], z[:4])
     jittered = train(plan, data, tmp_path / "jitter")
     plain = train(replace(plan, data=replace(plan.data, center_jitter_mm=0.0)), data, tmp_path / "plain")
     assert torch.equal(jittered.generator.out.weight, model.generator.out.weight)

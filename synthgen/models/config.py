@@ -185,6 +185,7 @@ class DataRecipe:
     # (direction uniform, length uniform in [0, center_jitter_mm]), so the estimator does not
     # depend on how exactly a crop is centred at inference (joint box, centre of mass, a detector).
     center_jitter_mm: float = 0.0
+    center_jitter_fraction: float = 1.0  # share of each batch re-cut; the rest stays centred as stored
 
 
 @dataclass
@@ -315,6 +316,8 @@ class Recipe:
                 raise ValueError(f"{name}.steps must be >= 0")
         if self.refine.train not in REFINE_HALVES:
             raise ValueError(f"refine.train must be one of {', '.join(REFINE_HALVES)}, got {self.refine.train!r}")
+        if not 0.0 < d.center_jitter_fraction <= 1.0:
+            raise ValueError(f"data.center_jitter_fraction must be in (0, 1], got {d.center_jitter_fraction}")
         if not 0.0 <= d.center_jitter_mm <= 100.0:
             raise ValueError(f"data.center_jitter_mm must be in [0, 100], got {d.center_jitter_mm}")
         if d.center_jitter_mm and (self.trained_paths != {"posterior"} or self.vae.steps):

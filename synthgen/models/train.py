@@ -158,12 +158,17 @@ class Trainer:
 
     def recentred(self, idx: np.ndarray, x: torch.Tensor, z: torch.Tensor, gen: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crops `x` of rows `idx` re-cut around centres moved by random offsets (data.center_jitter_mm)
-        and their codes `z` with the root offsets moved to match; the latent part is unchanged."""
-        n = len(idx)
+        """Crops `x` of rows `idx` re-cut around centres moved by random offsets (data.center_jitter_mm,
+        on a data.center_jitter_fraction share of the batch; the other rows are re-cut in place,
+        which changes their depth by float rounding only) and their codes `z` with the root
+        offsets moved to match; the latent part is unchanged."""
+        n, d = len(idx), self.r.data
         direction = torch.randn(n, 3, generator=gen, dtype=torch.float64)
         direction /= direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        shift = (direction * (self.r.data.center_jitter_mm * torch.rand(n, 1, generator=gen, dtype=torch.float64)))
+        length = d.center_jitter_mm * torch.rand(n, 1, generator=gen, dtype=torch.float64)
+        if d.center_jitter_fraction < 1.0:  # the first rows of the (shuffled) batch move, the others stay
+            length[round(n * d.center_jitter_fraction):] = 0.0
+        shift = direction * length
         center = np.asarray(self.data.center[idx], np.float64)
         depth = recenter_crops(x[:, 0].float().numpy(), center, center + shift.numpy(),
                                self.model.normalisation.cube_mm)
