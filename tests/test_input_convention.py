@@ -319,6 +319,9 @@ def test_relative_depth_is_refused_where_millimetres_are_needed(tmp_path):
     with pytest.raises(InputError, match="augmentation works on metric depth"):
         HandDataset(path, augment=Augmentation())
     assert len(HandDataset(path)) == 4  # reading as stored is fine
+    info = invoke("info", path)
+    assert info.exit_code == 0 and "relative depth (no mm)" in info.output
+    assert "front-aligned depth, window crop, center-of-mass centring" in info.output
     result = invoke("score", path, "--n", 4)
     assert result.exit_code == 2 and "front-aligned depth" in result.output
 

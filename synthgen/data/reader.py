@@ -364,8 +364,10 @@ def format_description(description: dict[str, Any]) -> str:
         f"            synthgen {meta['synthgen_version']}, created {meta['created']}",
         f"camera      {meta['camera']}: fx={cam['fx']} fy={cam['fy']} cx={cam['cx']} cy={cam['cy']} "
         f"{cam['width']}x{cam['height']}",
-        f"crop        {meta['crop_size']}x{meta['crop_size']} of a {meta['cube_mm']:g} mm cube, depth error "
-        f"<= {d['max_quantisation_error_mm']:.4f} mm",
+        f"crop        {meta['crop_size']}x{meta['crop_size']} of a {meta['cube_mm']:g} mm cube, "
+        + (f"depth error <= {d['max_quantisation_error_mm']:.4f} mm" if d["max_quantisation_error_mm"] is not None
+           else "relative depth (no mm)"),
+        f"input       {InputConvention.from_dict(meta['input_convention']).describe()}",
         f"joints      {meta['joint_layout']} ({d['arrays']['pose']['shape'][1]} joints)",
     ]
     for name, info in d["arrays"].items():
