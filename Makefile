@@ -46,11 +46,11 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
 
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
-# -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml (each continues from the
-# run before it), then ship the result.
+# -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml, -center-jitter2.toml,
+# -center-jitter3.toml (each continues from the run before it), then ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-center-jitter
+MODEL_RUN := runs/default-center-jitter3
 model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
@@ -60,6 +60,8 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default-robust3.toml
 	$(SG) train --recipe recipes/default-skeleton-center.toml
 	$(SG) train --recipe recipes/default-center-jitter.toml
+	$(SG) train --recipe recipes/default-center-jitter2.toml
+	$(SG) train --recipe recipes/default-center-jitter3.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png
