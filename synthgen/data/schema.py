@@ -341,7 +341,6 @@ def store_attrs(metadata: StoreMetadata, *, num_samples: int, chunk_size: int, r
                 arrays: dict[str, dict], complete: bool) -> dict[str, Any]:
     """All group attributes: the conventions that make the store self-describing, then the
     producer's metadata, then the layout and completion state."""
-    half_cube = metadata.cube_mm / 2
     return {
         "schema_version": SCHEMA_VERSION,
         "joint_names": list(LAYOUTS[metadata.joint_layout].joint_names),
