@@ -5,8 +5,9 @@
     import_frames(frames, "icvl-train.zarr")
 
 One module per dataset (nyu, icvl, msra, hands2017) turns its files into frames (metric depth
-+ joints in synthgen's camera frame); common.py centres the hand (DeepPrior's centre of mass),
-crops and writes the store. Intrinsics and sign conventions: conventions.CAMERAS and
++ joints in synthgen's camera frame); common.py centres the hand (a model's centring rule, or
+centres read by centers.py), crops it in a model's input convention (synthgen.data.crops) and
+writes the store; labels.py reads pose-only label files (`convert --poses`). Intrinsics and sign conventions: conventions.CAMERAS and
 /work/shared/notes/dataset-conventions.md.
 """
 
