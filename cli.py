@@ -369,9 +369,14 @@ def estimate(
         with atomic_output(out, overwrite) as partial:
             np.save(partial, poses)
     if as_json:
-        from synthgen.conventions import LAYOUTS
+        from synthgen.conventions import LAYOUTS, NYU_EVAL_JOINTS
 
-        metrics = pose_metrics(poses, data.read_array("pose"), joint_names=LAYOUTS[net.joint_layout].joint_names)
+        truth = data.read_array("pose")
+        metrics = pose_metrics(poses, truth, joint_names=LAYOUTS[net.joint_layout].joint_names)
+        if net.joint_layout == "nyu36":  # the field evaluates NYU on 14 of its 36 points
+            evaluated = list(NYU_EVAL_JOINTS)
+            metrics["nyu14"] = pose_metrics(poses[:, evaluated], truth[:, evaluated],
+                                            joint_names=LAYOUTS["nyu"].joint_names)
         metrics.update(num_samples=len(data), frames_per_s=len(data) / elapsed, model_checksum=net.checksum)
         typer.echo(json.dumps(metrics, indent=2))
     else:

@@ -340,3 +340,20 @@ def test_import_centering_overrides_the_models_rule(release_nyu, tmp_path):
     result = invoke("import", "nyu", root / "NYU", "--split", "test", "--out", tmp_path / "x.zarr",
                     "--centering", "joint-box", "--centers", tmp_path / "c.txt")
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_estimate_json_reports_nyus_14_evaluated_joints(release_nyu, tmp_path):
+    from synthgen.conventions import NYU_EVAL_JOINTS
+
+    root, model_dir, joints = release_nyu
+    store = tmp_path / "s.zarr"
+    assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", store).exit_code == 0
+    result = invoke("estimate", store, "--model", model_dir, "--json", "--out", tmp_path / "p.npy")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    predicted = np.load(tmp_path / "p.npy")[:, list(NYU_EVAL_JOINTS)]
+    truth = open_store(store).read_array("pose")[:, list(NYU_EVAL_JOINTS)]
+    expected = np.linalg.norm(predicted - truth, axis=-1).mean()
+    assert metrics["nyu14"]["mean_joint_error_mm"] == pytest.approx(expected, rel=1e-5)
+    assert set(metrics["nyu14"]["per_joint_mm"]) == {"P1", "P2", "R1", "R2", "M1", "M2", "I1", "I2", "T1", "T2", "T3",
+                                                     "W1", "W2", "C"}
