@@ -840,11 +840,15 @@ def import_dataset(
     from synthgen.data.formats import import_frames, open_dataset
     from synthgen.data.formats.centers import read_centers
     from synthgen.data.schema import file_sha256
+    from synthgen.conventions import SYNTHGEN_INPUT
     from synthgen.models.checkpoint import read_input_convention
     from synthgen.sampling.pipeline import DEFAULT_MODEL_DIR
 
     _refuse_existing(out, overwrite)
-    convention = read_input_convention(model or DEFAULT_MODEL_DIR)
+    if model is None and not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        convention = SYNTHGEN_INPUT  # the shipped model's, without its files
+    else:
+        convention = read_input_convention(model or DEFAULT_MODEL_DIR)
     if centering is not None:
         if centers is not None:
             raise InputError("pass --centers or --centering, not both")
