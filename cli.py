@@ -818,7 +818,7 @@ def convert_crossingnet(
 @app.command("import")
 def import_dataset(
     dataset: Annotated[Camera, typer.Argument(help="Benchmark: nyu, icvl, msra or hands2017.")],
-    root: Annotated[Path, typer.Argument(help="The dataset's folder, as distributed (see the README).")],
+    root: Annotated[Path, typer.Argument(help="The dataset's folder, as distributed (see docs/real-data.md).")],
     out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
     split: Annotated[Optional[str], typer.Option(help="train or test (NYU, ICVL; HANDS2017 train only). MSRA15 has "
                                                       "none: point ROOT at the dataset or one subject.")] = None,

@@ -116,7 +116,7 @@ def bench_render(n: int, repeats: int) -> list[dict]:
 
     t = _median_time(one_chunk, repeats)
     rows.append({"name": "render: in-process, 1 chunk of 1024", "value": 1024 / t, "unit": "frames/s",
-                 "target": ">= 500 (issue 2), >= 800 (issue 9)"})
+                 "target": ">= 500, >= 800"})
     cpu_us_per_frame = statistics.median(cpu_times) / 1024 * 1e6
     rows.append({"name": "render: in-process, CPU time (all threads)", "unit": "us/frame",
                  "value": cpu_us_per_frame, "target": "1e6 / this = frames/s per core"})
@@ -148,18 +148,18 @@ def bench_render(n: int, repeats: int) -> list[dict]:
             rows += [{"name": f"render: CLI, {n} samples, {backend}, {workers} worker(s)", "value": n / whole,
                       "unit": "frames/s", "target": "2 workers faster than 1"},
                      {"name": f"render: CLI, {backend}, {workers} worker(s), excl. start-up", "value":
-                      rate[backend, workers], "unit": "frames/s", "target": ">= 500 per process (issue 2)"},
+                      rate[backend, workers], "unit": "frames/s", "target": ">= 500 per process"},
                      {"name": f"render: CLI start-up + shutdown, {backend}, {workers} worker(s)",
                       "value": start_up * 1000, "unit": "ms", "target": f"(a {small}-sample run)"}]
     rows += [{"name": "render: CLI, egl, 1 worker, 1 llvmpipe thread, excl. start-up", "value": rate["egl1", 1],
               "unit": "frames/s", "target": "a worker process's configuration"},
              {"name": "render: 2 workers / 1 (1 llvmpipe thread each)", "value": rate["egl", 2] / rate["egl1", 1],
-              "unit": "x", "target": "near-linear with processes (issue 9): ~2 on 2 cores"},
+              "unit": "x", "target": "near-linear with processes: ~2 on 2 cores"},
              # What all cores could render at the in-process CPU cost per frame (writing not
              # counted): how close the processes come to it is how linearly they scale.
              {"name": f"render: 2 workers / {os.cpu_count()} cores at in-process CPU per frame",
               "value": rate["egl", 2] / (os.cpu_count() * 1e6 / cpu_us_per_frame),
-              "unit": "x", "target": "near-linear with processes (issue 9): ~1"}]
+              "unit": "x", "target": "near-linear with processes: ~1"}]
     return rows
 
 
@@ -188,7 +188,7 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
         t = _interleaved_medians({name: lambda g=generate: g(codes, center=centers) for name, generate in paths.items()},
                                  max(repeats, 5))
     rows = [{"name": f"sample: bare generator, {name}, batch 256", "value": 256 / t[name], "unit": "samples/s",
-             "target": ">= 1500 (issue 9)"} for name in paths]
+             "target": ">= 1500"} for name in paths]
     # The path `sample --precision auto` runs (the fastest within its depth tolerance: the bare
     # rate an end-to-end run can approach), as `sample` runs it on a CPU: one block per producer
     # thread, one torch thread each.
@@ -245,13 +245,13 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
                   "value": t[precision, small] * 1000, "target": f"(a {small}-sample run)"}]
     seconds, rate, bare, ratio, _ = (statistics.median(column) for column in zip(*big))
     rows += [{"name": f"sample: CLI, {big_n} samples, one run", "value": seconds, "unit": "s",
-              "target": "<= 80 s for 100k (issue 9)"},
+              "target": "<= 80 s for 100k"},
              {"name": f"sample: CLI, {big_n} samples, excl. start-up", "value": rate, "unit": "samples/s",
               "target": "the main job once running"},
              {"name": f"sample: bare generator, {fastest_name}, around those runs", "value": bare, "unit": "samples/s",
               "target": "the faster configuration, mean of before and after each"},
              {"name": f"sample: end-to-end / bare, {big_n} samples (median)", "value": ratio, "unit": "x",
-              "target": ">= 0.8 (issues 4, 9)"},
+              "target": ">= 0.8"},
              {"name": f"sample: end-to-end / bare, {big_n} samples (lowest)", "value": min(r[3] for r in big),
               "unit": "x", "target": f"of {len(big)} runs"},
              {"name": f"sample: CLI peak RSS, {big_n} samples", "value": max(r[4] for r in big), "unit": "MB",
@@ -323,7 +323,7 @@ def bench_estimate(repeats: int) -> list[dict]:
             t = _interleaved_medians({name: lambda e=estimate: [e(depth, center) for _ in range(loops)]
                                       for name, estimate in paths.items()}, max(repeats, 5))
         rows += [{"name": f"estimate: batch {batch}, {name}", "value": batch * loops / t[name], "unit": "frames/s",
-                  "target": ">= 300 (issue 3), >= 1000 single-frame (issue 9)" if batch == 1 else ""} for name in paths]
+                  "target": ">= 300, >= 1000 single-frame" if batch == 1 else ""} for name in paths]
     return rows
 
 
@@ -333,7 +333,7 @@ def bench_score(n: int) -> list[dict]:
         _cli("sample", "--n", str(n), "--out", f"{tmp}/s.zarr")
         t = _cli("score", f"{tmp}/s.zarr", "--n", str(n), "--out", f"{tmp}/report")
     return [{"name": f"score: {n} samples (CLI, incl. {n} reference renders)", "value": t, "unit": "s",
-             "target": "10k in minutes, not hours (issue 5)"}]
+             "target": "10k in minutes, not hours"}]
 
 
 def bench_reader(repeats: int, quick: bool) -> list[dict]:

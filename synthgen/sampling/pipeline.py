@@ -485,7 +485,7 @@ def write_store(writer: StoreWriter, source, *, workers: int = 1, producers: int
     `write_chunks`). By default there is one producer per torch thread on the CPU (at most
     MAX_PRODUCERS) and one on CUDA. On two cores, two single-threaded producers sampled ~25 %
     faster than one producer with two threads: the writer's work then shares the cores instead
-    of stalling a two-thread team at every layer (README, Benchmarks). The bits are the same:
+    of stalling a two-thread team at every layer (docs/benchmarks.md). The bits are the same:
     every block runs the same kernels whatever the thread count. `on_progress` counts generated
     samples, per pipeline step. workers > 1: spawned processes instead, one producer each.
     """
