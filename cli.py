@@ -351,10 +351,10 @@ def estimate(
     if as_json and data.joint_layout != net.joint_layout:
         raise InputError(f"--json compares with the store's poses, which are {data.joint_layout} joints; the model "
                          f"estimates {net.joint_layout} joints")
-    from synthgen.data.crops import adapt_depth, convention_mismatch
+    from synthgen.data.crops import adapt_depth, convention_mismatch, require_adaptable
 
     stored, wanted = data.input_convention, net.input_convention
-    adapt_depth(np.ones((1, 1, 1), np.float32), stored, wanted)  # refuses an impossible conversion up front
+    require_adaptable(stored, wanted)
     for note in convention_mismatch(stored, wanted):
         typer.echo(f"warning: {note}", err=True)
     poses = np.empty((len(data), net.config.vae.num_joints, 3), dtype=np.float32)

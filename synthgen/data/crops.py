@@ -138,16 +138,20 @@ def cut_crop(depth_mm: np.ndarray, center: np.ndarray, cam: Intrinsics, conventi
     return normalize_depth(crop_mm, center[2], cube)
 
 
+def require_adaptable(stored: InputConvention, wanted: InputConvention) -> None:
+    """InputError unless crops normalised as `stored` can be read as `wanted` (the same depth
+    convention, or centre-relative to front-aligned: front-aligned depth has lost its absolute
+    depth)."""
+    if stored.depth != wanted.depth and (stored.depth, wanted.depth) != ("centre-relative", "front-aligned"):
+        raise InputError(f"the crops are {stored.depth} and the model reads {wanted.depth} depth, which cannot be "
+                         f"recovered from them: import the frames again with --model for that model")
+
+
 def adapt_depth(depth: np.ndarray, stored: InputConvention, wanted: InputConvention,
                 cube: float = CUBE_MM) -> np.ndarray:
-    """Crops normalised as `stored` → as `wanted` (a model's input), or InputError if that
-    cannot be done from the crops alone (front-aligned depth has lost its absolute depth)."""
-    if stored.depth == wanted.depth:
-        return depth
-    if stored.depth == "centre-relative" and wanted.depth == "front-aligned":
-        return front_align_normalised(depth, cube)
-    raise InputError(f"the crops are {stored.depth} and the model reads {wanted.depth} depth, which cannot be "
-                     f"recovered from them: import the frames again with --model for that model")
+    """Crops normalised as `stored` → as `wanted` (a model's input); `require_adaptable` first."""
+    require_adaptable(stored, wanted)
+    return depth if stored.depth == wanted.depth else front_align_normalised(depth, cube)
 
 
 def convention_mismatch(stored: InputConvention, wanted: InputConvention) -> list[str]:
