@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from synthgen.conventions import BACKGROUND, CROP_SIZE, CUBE_MM, InputConvention, Intrinsics
+from synthgen.conventions import BACKGROUND, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
 from synthgen.errors import InputError
 from synthgen.hand.camera import crop_uv_to_frame, denormalize_depth, normalize_depth, project
 
@@ -126,9 +126,11 @@ def front_align_normalised(depth: np.ndarray, cube: float = CUBE_MM) -> np.ndarr
     return _front_align_steps(s.astype(np.float32) / np.float32(cube))
 
 
-def cut_crop(depth_mm: np.ndarray, center: np.ndarray, cam: Intrinsics, convention: InputConvention,
-             cube: float = CUBE_MM, size: int = CROP_SIZE) -> np.ndarray:
-    """A full sensor frame → the (size, size) normalised crop a model of `convention` reads."""
+def crop_frame(depth_mm: np.ndarray, center: np.ndarray, cam: Intrinsics, cube: float = CUBE_MM,
+               size: int = CROP_SIZE, convention: InputConvention = SYNTHGEN_INPUT) -> np.ndarray:
+    """Full sensor frame (H, W) mm → the (size, size) normalised crop around `center`, cut and
+    normalised as `convention` says (synthgen's own by default: a pinhole crop, [-1, 1] in the
+    cube, background +1)."""
     if convention.crop == "window":
         crop_mm = window_crop_mm(depth_mm, center, cam, cube, size)
     else:

@@ -24,7 +24,7 @@ from synthgen.conventions import CAMERAS, CENTERINGS, CROP_SIZE, CUBE_MM, SYNTHG
 from synthgen.data.schema import SampleBatch, StoreMetadata
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
-from synthgen.data.crops import cut_crop
+from synthgen.data.crops import crop_frame
 from synthgen.hand.camera import hand_center, unproject
 
 #: DeepPrior's refinement: re-centre on the centre of mass of the depth pixels inside the cube,
@@ -82,14 +82,6 @@ def refine_center(depth_mm: np.ndarray, cam: Intrinsics, start: np.ndarray, cube
         if step < REFINE_TOLERANCE_MM:
             break
     return center.astype(np.float32)
-
-
-def crop_frame(depth_mm: np.ndarray, center: np.ndarray, cam: Intrinsics, cube: float = CUBE_MM,
-               size: int = CROP_SIZE, convention: InputConvention = SYNTHGEN_INPUT) -> np.ndarray:
-    """Full sensor frame (H, W) mm → the (size, size) normalised crop around `center`, cut and
-    normalised as `convention` says (synthgen's own by default: a pinhole crop, [-1, 1] in the
-    cube, background +1; see data.crops)."""
-    return cut_crop(depth_mm, center, cam, convention, cube, size)
 
 
 # --- files ---------------------------------------------------------------------------------
