@@ -427,6 +427,7 @@ RootOption = Annotated[RootRule, typer.Option(
 
 class LatentPriorKind(str, Enum):
     standard = "standard"
+    gaussian = "gaussian"
     fitted = "fitted"
 
 
@@ -445,8 +446,9 @@ BatchOption = Annotated[int, typer.Option(
 VideoOption = Annotated[Optional[Path], typer.Option("--video", help="Write a video: out.mp4 or out.gif.")]
 FpsOption = Annotated[float, typer.Option(min=1.0, max=120.0, help="Video frame rate.")]
 PriorOption = Annotated[LatentPriorKind, typer.Option(
-    help="Pose-latent prior: fitted (default) = the Gaussian of the training poses' latents, which the decoder "
-         "has seen (trained with KL weight 0.1 the latents are not N(0, I)); standard = the VAE prior N(0, I).")]
+    help="Pose-latent prior: fitted (default) = the model's prior fitted to the training poses' latents (its "
+         "normalising flow where it has one, else the Gaussian); gaussian = the Gaussian of those latents; "
+         "standard = the VAE prior N(0, I).")]
 
 
 def _stored_bytes(path: Path) -> int:

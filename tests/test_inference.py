@@ -181,7 +181,7 @@ def test_skeleton_depth_generator_places_joints_with_the_models_own_arithmetic()
     model = random_model(arch="skeleton+center")
     with torch.no_grad():
         model.align.fc.weight[0].mul_(1e-4)  # condition number ~1e4
-        model.generator.pose.init_from_pose_code(model.vae.dec_fc, model.vae.dec_out, model.align)
+        model.generator.pose.init_from_pose_code(model.vae, model.align)
     codes = torch.randn(64, 23)
     centers = torch.rand(64, 3) * torch.tensor([200.0, 200.0, 300.0]) + torch.tensor([-100.0, -100.0, 350.0])
     fast = DepthGenerator(model, sub_batch=16)

@@ -533,7 +533,7 @@ def test_pose_head_starts_as_the_vae_decoders_pose_through_ali(trained):
     skeleton.load_state_dict(state | {f"generator.{k}": v for k, v in skeleton.generator.state_dict().items()})
     head = skeleton.generator.pose
     assert not head.initialised
-    head.init_from_pose_code(skeleton.vae.dec_fc, skeleton.vae.dec_out, skeleton.align)
+    head.init_from_pose_code(skeleton.vae, skeleton.align)
     assert head.initialised and skeleton.config.generator.pose_scale == pytest.approx(50 / 125)
     code = torch.randn(6, 23)
     skeleton.eval()
@@ -551,7 +551,7 @@ def test_a_generator_that_sees_the_centre_places_the_decoded_pose_with_the_crop_
                             joint_layout=model.joint_layout)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("generator.")}
     skeleton.load_state_dict(state | {f"generator.{k}": v for k, v in skeleton.generator.state_dict().items()})
-    skeleton.generator.pose.init_from_pose_code(skeleton.vae.dec_fc, skeleton.vae.dec_out, skeleton.align)
+    skeleton.generator.pose.init_from_pose_code(skeleton.vae, skeleton.align)
     skeleton.eval()
     code = torch.randn(4, 23)
     center = torch.tensor([[120.0, -80.0, 380.0], [0.0, 0.0, 500.0], [-150.0, 60.0, 640.0], [30.0, 90.0, 420.0]])

@@ -607,7 +607,7 @@ def test_sample_with_a_generator_that_sees_the_centre_draws_each_crop_at_its_own
                                                           background_snap=0.9, sees_center=True),
                                 discriminator=DiscriminatorConfig(channels=4, metric_hidden=32))
     model = CrossingNets(config).eval()
-    model.generator.pose.init_from_pose_code(model.vae.dec_fc, model.vae.dec_out, model.align)
+    model.generator.pose.init_from_pose_code(model.vae, model.align)
     model.save_pretrained(tmp_path / "skeleton")
     stores = {}
     for batch in (64, 256):

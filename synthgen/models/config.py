@@ -26,6 +26,19 @@ class VAEConfig:
     latent_dim: int = 20  # paper: 20-d pose latent
     decoder_leak: float = 0.01  # Lasagne's LeakyRectify default, used by the released decoder
     noise_std: float = 0.05  # std of ε in z = μ + σ·ε during training (released code)
+    # Extension: "kinematic" decodes through the hand skeleton's forward kinematics
+    # (`kinematic.KinematicDecoder`: every decoded pose is a valid hand); "mlp" is the paper's.
+    decoder: str = "mlp"
+    kinematic_hidden: int = 256  # the kinematic decoder's two hidden layers
+    scale_range: tuple[float, float] = (0.7, 1.4)  # the kinematic decoder's hand sizes
+
+    def __post_init__(self) -> None:
+        if self.decoder not in ("mlp", "kinematic"):
+            raise ValueError(f"vae.decoder must be 'mlp' or 'kinematic', got {self.decoder!r}")
+        self.scale_range = tuple(float(s) for s in self.scale_range)
+        if self.decoder == "kinematic" and self.num_joints != NUM_JOINTS:
+            raise ValueError(f"vae.decoder 'kinematic' decodes the {NUM_JOINTS}-joint hand skeleton, "
+                             f"not {self.num_joints} joints")
 
 
 @dataclass
@@ -53,6 +66,12 @@ class GeneratorConfig:
     skeleton_hidden: int = 256  # pose head's residual MLP 23 → hidden → hidden → 3J; radii 23 → hidden/4 → bones
     decoder_hidden: int = 0  # pose head's copy of the VAE decoder; 0: the VAE's hidden_dim
     decoder_leak: float = 0.01  # as VAEConfig.decoder_leak
+    decoder: str = "mlp"  # as VAEConfig.decoder (set from it by the model; "kinematic": decoder_hidden
+    # is VAEConfig.kinematic_hidden)
+    decoder_scale_range: tuple[float, float] = (0.7, 1.4)  # as VAEConfig.scale_range (set from it)
+    # The pose head adds a learned residual to the decoder's joints ("what placement misses").
+    # False: G draws exactly the decoded pose, so a sample's label is the hand its depth shows.
+    pose_residual: bool = True
     pose_scale: float = 0.0  # pose units (unit_mm) → crop units (cube / 2); 0: from the model's normalisation
     cube_mm: float = 0.0  # the crop cube, to read centres in crop units; 0: from the model's normalisation
     # Extension to the extension: G also takes each crop's centre (mm) and places the joints with
@@ -66,6 +85,7 @@ class GeneratorConfig:
         if self.arch not in ("paper", "skeleton"):
             raise ValueError(f"generator.arch must be 'paper' or 'skeleton', got {self.arch!r}")
         self.bones = tuple(tuple(int(j) for j in bone) for bone in self.bones)
+        self.decoder_scale_range = tuple(float(s) for s in self.decoder_scale_range)
         if self.sees_center and self.arch != "skeleton":
             raise ValueError("generator.sees_center needs arch = 'skeleton'")
         if self.arch == "paper" and self.fc_dim != self.channels * self.base_size**2:
@@ -106,12 +126,26 @@ class DiscriminatorConfig:
 
 
 @dataclass
+class FlowConfig:
+    """Extension: the latent prior's normalising flow (`flow.LatentFlow`); 0 layers = none, the
+    prior is the Gaussian fitted to the training latents (`CrossingNets.latent`)."""
+
+    layers: int = 0  # affine coupling layers
+    hidden: int = 128  # width of each coupling's two hidden layers
+
+    def __post_init__(self) -> None:
+        if self.layers < 0 or self.hidden < 1:
+            raise ValueError(f"prior.layers must be >= 0 and prior.hidden >= 1, got {self.layers}, {self.hidden}")
+
+
+@dataclass
 class CrossingNetsConfig:
     """The whole architecture; written to config.json next to the weights."""
 
     vae: VAEConfig = field(default_factory=VAEConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    prior: FlowConfig = field(default_factory=FlowConfig)
 
     def __post_init__(self) -> None:
         code = self.vae.latent_dim + 3
@@ -195,6 +229,12 @@ class VAEStage:
     lr: float = 3e-4  # paper: Adam 3e-4, β1 0.5
     betas: tuple[float, float] = (0.5, 0.999)
     kl_weight: float = 1.0  # paper; smaller trades prior match for reconstruction accuracy
+    lr_schedule: str = "constant"  # paper; "cosine" decays lr to lr_min_ratio·lr over the stage
+    lr_min_ratio: float = 0.02
+    # Extension: "decoder" keeps the encoder (and so the latent space every other network reads)
+    # fixed and trains the decoder alone, e.g. a kinematic decoder in place of an init_from
+    # model's MLP decoder; "all" is the paper's.
+    train: str = "all"
 
 
 @dataclass
@@ -240,6 +280,16 @@ class RefineStage:
     lr_schedule: str = "cosine"
     lr_min_ratio: float = 0.02
     train: str = "both"  # "both", "posterior" (Ali + G frozen) or "generator" (D frozen)
+
+
+@dataclass
+class PriorStage:
+    """Extension: after the network stages, fit the latent prior's flow (model.prior.layers > 0)
+    to the encoded labeled training poses by maximum likelihood (`flow.fit_latent_flow`)."""
+
+    steps: int = 0
+    batch_size: int = 1024
+    lr: float = 1e-3
 
 
 @dataclass
@@ -293,6 +343,7 @@ class Recipe:
     gan: GANStage = field(default_factory=GANStage)
     joint: JointStage = field(default_factory=JointStage)
     refine: RefineStage = field(default_factory=RefineStage)
+    prior: PriorStage = field(default_factory=PriorStage)
     losses: LossRecipe = field(default_factory=LossRecipe)
     runtime: RuntimeRecipe = field(default_factory=RuntimeRecipe)
     eval: EvalRecipe = field(default_factory=EvalRecipe)
@@ -307,11 +358,13 @@ class Recipe:
             raise ValueError(f"runtime.precision must be 'fp32' or 'bf16', got {self.runtime.precision!r}")
         if self.losses.recons not in ("l2", "l1"):
             raise ValueError(f"losses.recons must be 'l2' or 'l1', got {self.losses.recons!r}")
-        for name in ("joint", "refine"):
+        for name in ("vae", "joint", "refine"):
             schedule = getattr(self, name).lr_schedule
             if schedule not in ("constant", "cosine"):
                 raise ValueError(f"{name}.lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
-        for name in ("vae", "gan", "joint", "refine"):
+        if self.prior.steps and not self.model.prior.layers:
+            raise ValueError("prior.steps fits the latent prior's flow: set model.prior.layers > 0")
+        for name in ("vae", "gan", "joint", "refine", "prior"):
             if getattr(self, name).steps < 0:
                 raise ValueError(f"{name}.steps must be >= 0")
         if self.refine.train not in REFINE_HALVES:
@@ -320,6 +373,10 @@ class Recipe:
             raise ValueError(f"data.center_jitter_fraction must be in (0, 1], got {d.center_jitter_fraction}")
         if not 0.0 <= d.center_jitter_mm <= 100.0:
             raise ValueError(f"data.center_jitter_mm must be in [0, 100], got {d.center_jitter_mm}")
+        if self.vae.train not in ("all", "decoder"):
+            raise ValueError(f"vae.train must be 'all' or 'decoder', got {self.vae.train!r}")
+        if self.vae.train == "decoder" and self.vae.steps and not self.init_from:
+            raise ValueError("vae.train = 'decoder' trains a decoder for an existing latent space: set init_from")
         if d.center_jitter_mm and (self.trained_paths != {"posterior"} or self.vae.steps):
             raise ValueError("data.center_jitter_mm moves the crops the posterior path reads: it needs a recipe whose "
                              "only stage is refine with refine.train = 'posterior'")

@@ -24,6 +24,7 @@ from torch import nn
 from synthgen.conventions import LAYOUTS, SYNTHGEN_INPUT, InputConvention
 from synthgen.models.config import CrossingNetsConfig, GaussianStats, PoseNormalisation
 from synthgen.models.discriminator import Discriminator
+from synthgen.models.flow import LatentFlow
 from synthgen.models.generator import Alignment, Generator, SkeletonGenerator, crop_coordinates, skeleton_bones
 from synthgen.models.vae import PoseVAE
 
@@ -55,14 +56,23 @@ class CrossingNets(nn.Module):
             layout, n = LAYOUTS[joint_layout], self.normalisation
             generator = replace(generator,
                                 bones=generator.bones or skeleton_bones(layout.parents, layout.fingers),
-                                decoder_hidden=generator.decoder_hidden or self.config.vae.hidden_dim,
+                                decoder_hidden=generator.decoder_hidden or (
+                                    self.config.vae.kinematic_hidden if self.config.vae.decoder == "kinematic"
+                                    else self.config.vae.hidden_dim),
                                 pose_scale=generator.pose_scale or n.unit_mm / (n.cube_mm / 2),
-                                cube_mm=generator.cube_mm or n.cube_mm)
+                                cube_mm=generator.cube_mm or n.cube_mm,
+                                decoder=self.config.vae.decoder,
+                                decoder_scale_range=self.config.vae.scale_range)
             self.config = replace(self.config, generator=generator)
-        self.vae = PoseVAE(self.config.vae)
+        if self.config.vae.decoder == "kinematic" and (joint_layout != "hands2017"
+                                                       or self.normalisation.root_joint != LAYOUTS[joint_layout].root):
+            raise ValueError("the kinematic pose decoder needs the canonical hands2017 layout with the wrist as root")
+        self.vae = PoseVAE(self.config.vae, self.normalisation.unit_mm)
         self.align = Alignment(self.config.code_dim)
         self.generator = SkeletonGenerator(generator) if generator.arch == "skeleton" else Generator(generator)
         self.discriminator = Discriminator(self.config.discriminator)
+        # The latent prior's flow (None: the Gaussian `latent` is the prior), fitted after training.
+        self.prior_flow = LatentFlow(self.config.vae.latent_dim, self.config.prior) if self.config.prior.layers else None
 
     def train(self, mode: bool = True) -> "CrossingNets":
         """As nn.Module.train; with the skeleton generator Ali stays in eval mode: its pose head

@@ -11,6 +11,7 @@ from torch import nn
 
 from synthgen.models.config import GeneratorConfig
 from synthgen.models.folding import fold_batchnorm
+from synthgen.models.kinematic import KinematicDecoder
 
 
 class Alignment(nn.Module):
@@ -85,8 +86,9 @@ class PoseHead(nn.Module):
     scratch is slow (12 mm after 3 000 steps, against the decoder's 5.6 mm). So the head is the
     decoder's shape read through a linear map (`init_from_pose_code` sets the map to undo Ali
     and copies the decoder: it starts as Dec's pose, placed in the crop orthographically or,
-    with `sees_center`, through the crop camera), plus a residual MLP, zero at the start, for
-    what that placement misses; the radii come from a second MLP.
+    with `sees_center`, through the crop camera), plus (`pose_residual`) a residual MLP, zero at
+    the start, for what that placement misses; the radii come from a second MLP. Without the
+    residual the head draws exactly the decoded pose: the label a sample is stored with.
     """
 
     def __init__(self, config: GeneratorConfig):
@@ -94,15 +96,19 @@ class PoseHead(nn.Module):
         self.config = config
         j, latent = config.num_joints, config.input_dim - 3
         self.unpack = nn.Linear(config.input_dim, config.input_dim)  # → [pose latent, root offset]
-        self.dec_fc = nn.Linear(latent, config.decoder_hidden)
-        self.dec_out = nn.Linear(config.decoder_hidden, 3 * j)
+        if config.decoder == "kinematic":
+            unit_mm = config.pose_scale * config.cube_mm / 2
+            self.decoder = KinematicDecoder(latent, config.decoder_hidden, unit_mm, config.decoder_scale_range)
+        else:
+            self.dec_fc = nn.Linear(latent, config.decoder_hidden)
+            self.dec_out = nn.Linear(config.decoder_hidden, 3 * j)
         self.residual = nn.Sequential(nn.Linear(config.input_dim, config.skeleton_hidden), nn.ReLU(inplace=True),
                                       nn.Linear(config.skeleton_hidden, config.skeleton_hidden), nn.ReLU(inplace=True),
-                                      nn.Linear(config.skeleton_hidden, 3 * j))
+                                      nn.Linear(config.skeleton_hidden, 3 * j)) if config.pose_residual else None
         # Radii: their own MLP, as L_recons trains them and must not reach the joints' layers.
         self.radii = nn.Sequential(nn.Linear(config.input_dim, config.skeleton_hidden // 4), nn.ReLU(inplace=True),
                                    nn.Linear(config.skeleton_hidden // 4, len(config.bones)))
-        for last in (self.residual[-1], self.radii[-1]):
+        for last in (self.radii[-1],) + ((self.residual[-1],) if config.pose_residual else ()):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
         # Set by `init_from_pose_code`; saved with the weights so that it happens once per model.
@@ -119,24 +125,34 @@ class PoseHead(nn.Module):
         with torch.autocast(z.device.type, enabled=False):  # fp32 always: bf16 would move joints by mm
             z = z.float()
             latent, offset = self.unpack(z).split([cfg.input_dim - 3, 3], 1)
-            pose = self.dec_out(nn.functional.leaky_relu(self.dec_fc(latent), cfg.decoder_leak))
-            residual, radii = self.residual(z), self.radii(z)
-            pose = (pose.view(-1, j, 3) + offset[:, None]) * cfg.pose_scale  # centre-relative, crop units
+            pose = (self.decode(latent) + offset[:, None]) * cfg.pose_scale  # centre-relative, crop units
             if cfg.sees_center:
                 pose = crop_coordinates(pose, center.float() / (cfg.cube_mm / 2), 1.0)
-        joints = pose + residual.view(-1, j, 3)
-        return joints, nn.functional.softplus(radii + cfg.radius_init_logit)
+            if self.residual is not None:
+                pose = pose + self.residual(z).view(-1, j, 3)
+            radii = self.radii(z)
+        return pose, nn.functional.softplus(radii + cfg.radius_init_logit)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, latent) → (B, J, 3) root-relative pose in unit_mm: the copy of the VAE decoder."""
+        if self.config.decoder == "kinematic":
+            return self.decoder(latent)
+        hidden = nn.functional.leaky_relu(self.dec_fc(latent), self.config.decoder_leak)
+        return self.dec_out(hidden).view(-1, self.config.num_joints, 3)
+
+    def decoder_modules(self) -> list[nn.Module]:
+        return [self.decoder] if self.config.decoder == "kinematic" else [self.dec_fc, self.dec_out]
 
     @torch.no_grad()
-    def init_from_pose_code(self, decoder_fc: nn.Linear, decoder_out: nn.Linear, align: "Alignment") -> None:
+    def init_from_pose_code(self, vae: nn.Module, align: "Alignment") -> None:
         """Start as Dec(code) + offset: `unpack` inverts Ali's affine map (BN at its running
-        statistics), the decoder layers are copied."""
+        statistics), the VAE's decoder layers are copied."""
         weight, bias = fold_batchnorm(align.fc.weight, align.bn)  # Ali(code) = weight·code + bias
         inverse = torch.linalg.inv(weight.double())
         self.unpack.weight.copy_(inverse.float())
         self.unpack.bias.copy_((-inverse @ bias.double()).float())
-        self.dec_fc.load_state_dict(decoder_fc.state_dict())
-        self.dec_out.load_state_dict(decoder_out.state_dict())
+        for mine, theirs in zip(self.decoder_modules(), vae.decoder_modules(), strict=True):
+            mine.load_state_dict(theirs.state_dict())
         self.initialised.fill_(True)
 
 
@@ -184,7 +200,7 @@ class SkeletonGenerator(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """All but the pose head's copies of Ali⁻¹ and the VAE decoder, which stay as
         `init_from_pose_code` set them (the VAE and Ali are fixed while this G trains)."""
-        frozen = {id(p) for m in (self.pose.unpack, self.pose.dec_fc, self.pose.dec_out) for p in m.parameters()}
+        frozen = {id(p) for m in (self.pose.unpack, *self.pose.decoder_modules()) for p in m.parameters()}
         return [p for p in self.parameters() if id(p) not in frozen]
 
     def capsules(self, joints: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:

@@ -249,8 +249,10 @@ class PoseEstimator:
             self.fc_w = self.fc_w.contiguous()
             self.head_leak = head.leak
             self.out = (head.out.weight.detach(), head.out.bias.detach())
-            self.decoder = (vae.dec_fc.weight.detach(), vae.dec_fc.bias.detach(),
-                            vae.dec_out.weight.detach(), vae.dec_out.bias.detach())
+            self.kinematic = vae.kinematic if vae.config.decoder == "kinematic" else None
+            self.decoder = () if self.kinematic is not None else (
+                vae.dec_fc.weight.detach(), vae.dec_fc.bias.detach(), vae.dec_out.weight.detach(),
+                vae.dec_out.bias.detach())
         self.decoder_leak = vae.config.decoder_leak
         self.latent_dim, self.num_joints = vae.config.latent_dim, vae.config.num_joints
         self.unit_mm = model.normalisation.unit_mm
@@ -264,6 +266,9 @@ class PoseEstimator:
         h = h.permute(0, 2, 3, 1).reshape(len(h), -1)  # a view: NHWC order, matching fc_w
         h = F.leaky_relu_(F.linear(h, self.fc_w, self.fc_b), self.head_leak)
         latent, root = F.linear(h, *self.out).split([self.latent_dim, 3], dim=1)
-        w1, b1, w2, b2 = self.decoder
-        relative = F.linear(F.leaky_relu_(F.linear(latent, w1, b1), self.decoder_leak), w2, b2)
+        if self.kinematic is not None:
+            relative = self.kinematic(latent)
+        else:
+            w1, b1, w2, b2 = self.decoder
+            relative = F.linear(F.leaky_relu_(F.linear(latent, w1, b1), self.decoder_leak), w2, b2)
         return (relative.view(-1, self.num_joints, 3) + root[:, None]) * self.unit_mm + center[:, None]

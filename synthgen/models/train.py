@@ -38,6 +38,7 @@ from synthgen.models.checkpoint import (CheckpointError, load, load_training_sta
 from synthgen.models.config import REFINE_HALVES, GaussianStats, PoseNormalisation, Recipe
 from synthgen.models.crossing_nets import CrossingNets
 from synthgen.models.evaluate import evaluate, write_report
+from synthgen.models.flow import fit_latent_flow, gaussian_factor
 from synthgen.models.generator import SkeletonGenerator
 
 STAGES = ("vae", "gan", "warmup", "joint", "refine")
@@ -188,6 +189,16 @@ class Trainer:
             self.codes = torch.cat([self.model.vae.encode(self.rel)[0], self.offset], 1)
         if "generator" in self.r.trained_paths:
             self.model.latent = GaussianStats.of(self.codes[:, : self.model.config.vae.latent_dim].numpy())
+
+    def fit_prior(self) -> dict:
+        """Fit the latent prior's flow to the labeled poses' codes (the Gaussian `model.latent`
+        is its base); returns the held-out log-likelihoods before and after."""
+        mean, chol = gaussian_factor(self.model.latent)
+        p = self.r.prior
+        latents = self.codes[:, : self.model.config.vae.latent_dim].numpy()
+        with torch.enable_grad():
+            return fit_latent_flow(self.model.prior_flow, latents, mean, chol, steps=p.steps, batch_size=p.batch_size,
+                                   lr=p.lr, seed=self.r.seed)
 
     # --- stage steps -------------------------------------------------------------------------
 
@@ -484,7 +495,7 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     model.root_offset = GaussianStats.of(trainer.offset.numpy())
     model.vae.init_from_pca(trainer.rel.numpy())
     if r.init_from:
-        _init_from(model, r.init_from, "generator" in r.trained_paths)
+        _init_from(model, r.init_from, r)
     if r.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
 
@@ -520,7 +531,7 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
             trainer.compute_codes()
         skeleton = isinstance(model.generator, SkeletonGenerator)
         if stage != "vae" and skeleton and not model.generator.pose.initialised:
-            model.generator.pose.init_from_pose_code(model.vae.dec_fc, model.vae.dec_out, model.align)  # VAE trained
+            model.generator.pose.init_from_pose_code(model.vae, model.align)  # VAE trained
         opt = _optimizers(model, r, stage)
         first = start_step if si == start_stage else 0
         if si == start_stage and saved_opt is not None:
@@ -561,6 +572,8 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
                           "total_steps": total, "losses": logs})
 
     trainer.compute_codes()
+    if model.prior_flow is not None and r.prior.steps:
+        model.provenance["prior_fit"] = trainer.fit_prior()
     if r.runtime.recalibrate_bn:
         trainer.recalibrate_bn(r.runtime.recalibrate_batches, r.joint.batch_size)
     model.eval().to(memory_format=torch.contiguous_format)  # as `load` rebuilds it: same outputs, bit for bit
@@ -575,31 +588,54 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     return model
 
 
-def _init_from(model: CrossingNets, path: str, trains_generator: bool) -> None:
-    """Start from the weights of a saved model of the same architecture and joint layout; only
-    a generator the recipe trains may differ (then it alone starts from its initialisation)."""
+def _init_from(model: CrossingNets, path: str, r: Recipe) -> None:
+    """Start from the weights of a saved model of the same architecture and joint layout. A
+    generator the recipe trains may differ: it keeps the base's tensors whose names and shapes
+    match (its convolutions, say), except the pose head's copies of the decoder and Ali⁻¹,
+    which are set again from the trained VAE. A VAE decoder the recipe trains alone
+    (vae.train = "decoder") may differ too: it starts from its initialisation."""
     base = load(path)
     if base.input_convention != model.input_convention:
         raise InputError(f"init_from {path}: the model reads {base.input_convention.describe()}, the training stores "
                          f"hold {model.input_convention.describe()}")
+    trains_generator = "generator" in r.trained_paths
+    new_decoder = bool(r.vae.steps) and r.vae.train == "decoder"
     same_generator = base.config.generator == model.config.generator
-    others_differ = replace(base.config, generator=model.config.generator) != model.config
+    comparable = replace(base.config, generator=model.config.generator)
+    if new_decoder:
+        comparable = replace(comparable, vae=replace(comparable.vae, decoder=model.config.vae.decoder,
+                                                     scale_range=model.config.vae.scale_range))
+    if r.prior.steps:  # a prior the recipe fits may be new
+        comparable = replace(comparable, prior=model.config.prior)
+    others_differ = comparable != model.config
     if others_differ or base.joint_layout != model.joint_layout or not (same_generator or trains_generator):
         raise InputError(f"init_from {path}: its architecture or joint layout differs from the recipe's model"
                          + ("" if others_differ or same_generator else " (a new generator needs a stage that trains it)"))
-    state = base.state_dict()
+    ours, theirs = model.state_dict(), base.state_dict()
+    fresh = set()
+    if new_decoder:
+        fresh |= {k for k in ours if k.startswith(("vae.dec_fc.", "vae.dec_out.", "vae.kinematic."))}
+    if r.prior.steps:
+        fresh |= {k for k in ours if k.startswith("prior_flow.")}
     if not same_generator:
-        state = {k: v for k, v in state.items() if not k.startswith("generator.")} | \
-            {f"generator.{k}": v for k, v in model.generator.state_dict().items()}
-    model.load_state_dict(state)
+        head = ("generator.pose.unpack.", "generator.pose.dec_fc.", "generator.pose.dec_out.",
+                "generator.pose.decoder.", "generator.pose.residual.", "generator.pose.initialised")
+        fresh |= {k for k in ours if k.startswith("generator.")
+                  and (k.startswith(head) or k not in theirs or theirs[k].shape != ours[k].shape)}
+    model.load_state_dict({k: ours[k] if k in fresh or k not in theirs else theirs[k] for k in ours})
     model.root_offset, model.latent = base.root_offset, base.latent
-    model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum, "generator_from_base": same_generator}
+    model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum, "generator_from_base": same_generator,
+                                     "fresh": sorted({k.rsplit(".", 1)[0] for k in fresh})}
 
 
 def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.optim.Optimizer]:
     D = model.discriminator
     if stage == "vae":
-        return {"vae": _adam(model.vae.parameters(), r.vae.lr, r.vae.betas)}
+        params = [p for m in model.vae.decoder_modules() for p in m.parameters()] if r.vae.train == "decoder" \
+            else list(model.vae.parameters())
+        _set_trainable(model.vae.parameters(), r.vae.train != "decoder")
+        _set_trainable(params, True)
+        return {"vae": _adam(params, r.vae.lr, r.vae.betas)}
     if stage == "gan":
         return {"g": _adam(model.generator.trainable_parameters(), r.gan.lr, r.gan.betas),
                 "d": _adam(list(D.trunk_parameters()), r.gan.lr, r.gan.betas)}

@@ -6,11 +6,13 @@ A sample of the Crossing Nets latent space is a 23-d code
 
 drawn as 23 standard-normal numbers x ("whitened" coordinates) mapped to a code by
 
-* pose latent: `prior="fitted"` (default): the Gaussian fitted to the training poses' VAE mean
-  latents (`model.latent`: mean m, covariance C), m + L·x[:20] with L Lᵀ = C — what the
-  aligned generator saw in training when the KL term left the means' spread well below 1 (a
-  converted release model's latents have a std of ~0.1); `prior="standard"`: the VAE prior
-  N(0, I₂₀), the latent is x[:20] itself;
+* pose latent: `prior="fitted"` (default): the prior fitted to the training poses' VAE mean
+  latents — the model's normalising flow where it has one (`models.flow.LatentFlow`,
+  m + L·f(x[:20]), which follows the clusters and curves of the training codes), else
+  `prior="gaussian"`: the Gaussian fitted to them (`model.latent`: mean m, covariance C),
+  m + L·x[:20] with L Lᵀ = C — what the aligned generator saw in training when the KL term left
+  the means' spread well below 1 (a converted release model's latents have a std of ~0.1);
+  `prior="standard"`: the VAE prior N(0, I₂₀), the latent is x[:20] itself;
 * root offset: the root joint's offset from the crop centre in `unit_mm` (50 mm) units.
   `root="auto"` (default) is "centred" for models trained on joint-box crops (synthgen's) and
   "gaussian" for the others (a converted release model: its crops are centred on the hand's
@@ -58,6 +60,7 @@ import torch
 from synthgen.conventions import CAMERAS, DEFAULT_CAMERA
 from synthgen.errors import InputError
 from synthgen.hand.prior import PriorConfig
+from synthgen.models.flow import gaussian_factor
 
 POSE_LATENT_DIM = 20
 ROOT_DIM = 3
@@ -96,14 +99,7 @@ def truncated_normal(shape: tuple[int, ...], truncation: float | None,
     return z
 
 
-PRIORS = ("standard", "fitted")
-
-
-def gaussian_factor(stats) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean (D,), L (D, D)) float64 of a model's GaussianStats, L Lᵀ = cov (+ 1e-9 I jitter)."""
-    mean = torch.tensor(stats.mean, dtype=torch.float64)
-    cov = torch.tensor(stats.cov, dtype=torch.float64).reshape(len(mean), len(mean))
-    return mean, torch.linalg.cholesky(cov + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
+PRIORS = ("standard", "gaussian", "fitted")
 
 
 ROOTS = ("auto", "centred", "gaussian")
@@ -124,11 +120,49 @@ def centring_root_offsets(model, latent: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _factors(model, prior: str) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+def _check_prior(prior: str) -> None:
     if prior not in PRIORS:
         raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-    latent = gaussian_factor(model.latent) if prior == "fitted" else None
-    return [latent, gaussian_factor(model.root_offset)]
+
+
+def _uses_flow(model, prior: str) -> bool:
+    return prior == "fitted" and getattr(model, "prior_flow", None) is not None
+
+
+def _flow_blocks(fn, x: torch.Tensor) -> torch.Tensor:
+    """fn over fixed, zero-padded blocks of DECODE_BLOCK rows (float32 inside, float64 out), so
+    a row's bits never depend on how many rows are mapped with it."""
+    out = torch.empty(len(x), x.shape[1], dtype=torch.float64)
+    with torch.inference_mode():
+        for s in range(0, len(x), DECODE_BLOCK):
+            block = x[s:s + DECODE_BLOCK].float()
+            padded = torch.cat([block, block.new_zeros(DECODE_BLOCK - len(block), block.shape[1])])
+            out[s:s + len(block)] = fn(padded)[:len(block)].double()
+    return out
+
+
+def whitened_to_latents(model, whitened: torch.Tensor, prior: str = "fitted") -> torch.Tensor:
+    """(n, 20) standard-normal numbers → (n, 20) float64 pose latents under `prior`."""
+    _check_prior(prior)
+    whitened = whitened.to(torch.float64)
+    if prior == "standard":
+        return whitened
+    mean, chol = gaussian_factor(model.latent)
+    if _uses_flow(model, prior):
+        return _flow_blocks(lambda x: model.prior_flow(x, mean, chol), whitened)
+    return mean + whitened @ chol.T
+
+
+def latents_to_whitened(model, latent: torch.Tensor, prior: str = "fitted") -> torch.Tensor:
+    """Inverse of `whitened_to_latents` (float64)."""
+    _check_prior(prior)
+    latent = latent.to(torch.float64)
+    if prior == "standard":
+        return latent
+    mean, chol = gaussian_factor(model.latent)
+    if _uses_flow(model, prior):
+        return _flow_blocks(lambda x: model.prior_flow.inverse(x, mean, chol)[0], latent)
+    return torch.linalg.solve_triangular(chol, (latent - mean).T, upper=False).T
 
 
 def resolve_root(model, root: str) -> str:
@@ -147,12 +181,12 @@ def whitened_to_codes(model, whitened: torch.Tensor, prior: str = "fitted", root
     root = resolve_root(model, root)
     whitened = whitened.to(torch.float64)
     parts = whitened.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
-    latent_f, root_f = _factors(model, prior)
-    latent = parts[0] if latent_f is None else latent_f[0] + parts[0] @ latent_f[1].T
+    latent = whitened_to_latents(model, parts[0], prior)
     if root == "centred":
         offset = centring_root_offsets(model, latent.float())
     else:
-        offset = root_f[0] + parts[1] @ root_f[1].T
+        mean, chol = gaussian_factor(model.root_offset)
+        offset = mean + parts[1] @ chol.T
     return torch.cat([latent, offset], dim=1).float()
 
 
@@ -160,10 +194,10 @@ def codes_to_whitened(model, codes: torch.Tensor, prior: str = "standard") -> to
     """Inverse of `whitened_to_codes` with root="gaussian" (float64); for centred codes the root
     part is the offset's position in the training Gaussian (informative only)."""
     codes = codes.to(torch.float64)
-    parts = codes.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
-    out = [x if f is None else torch.linalg.solve_triangular(f[1], (x - f[0]).T, upper=False).T
-           for x, f in zip(parts, _factors(model, prior))]
-    return torch.cat(out, dim=1)
+    latent, offset = codes.split([POSE_LATENT_DIM, ROOT_DIM], dim=1)
+    mean, chol = gaussian_factor(model.root_offset)
+    root = torch.linalg.solve_triangular(chol, (offset - mean).T, upper=False).T
+    return torch.cat([latents_to_whitened(model, latent, prior), root], dim=1)
 
 
 @dataclass(frozen=True)
@@ -187,8 +221,10 @@ class LatentPrior:
         return whitened_to_codes(model, whitened, self.prior, self.root)
 
     def to_dict(self) -> dict:
-        latent = (f"N(0, I_{POSE_LATENT_DIM})" if self.prior == "standard"
-                  else "model.latent mean + L x, x ~ N(0, I_20) (fitted to training VAE means)")
+        latent = {"standard": f"N(0, I_{POSE_LATENT_DIM})",
+                  "gaussian": "model.latent mean + L x, x ~ N(0, I_20) (fitted to training VAE means)",
+                  "fitted": "the model's fitted prior: model.latent mean + L f(x), f its normalising flow "
+                            "(identity when it has none), x ~ N(0, I_20), fitted to training VAE means"}[self.prior]
         root = {"centred": "-(joint bounding-box centre of the decoded pose): hand centred in its crop",
                 "gaussian": "model.root_offset mean + L x, x ~ N(0, I_3)",
                 "auto": "centred for a model trained on joint-box crops, else gaussian"}[self.root]
