@@ -3,7 +3,7 @@ PY := .venv/bin/python
 N ?= 10000
 OUT ?= out/samples.zarr
 
-.PHONY: media setup sample baseline model depthnet realism downstream test benchmarks clean
+.PHONY: media setup sample baseline model depthnet realism utility test benchmarks clean
 
 setup: .venv/.installed
 
@@ -47,10 +47,11 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
 # -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml, -center-jitter2.toml,
-# -center-jitter3.toml (each continues from the run before it), then ship the result.
+# -center-jitter3.toml, -kinematic.toml, -prior.toml (each continues from the run before it), then
+# ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-center-jitter3
+MODEL_RUN := runs/default-prior
 model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
@@ -62,6 +63,8 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default-center-jitter.toml
 	$(SG) train --recipe recipes/default-center-jitter2.toml
 	$(SG) train --recipe recipes/default-center-jitter3.toml
+	$(SG) train --recipe recipes/default-kinematic.toml
+	$(SG) train --recipe recipes/default-prior.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png
@@ -77,9 +80,11 @@ depthnet: data/train-clean.zarr data/train-noisy.zarr
 realism: data/train-clean.zarr data/default-10k.zarr $(TEST_DATA)
 	$(PY) benchmarks/realism_table.py
 
-# docs/downstream.md: a regressor on 1k labels, with and without 100k synthgen samples.
-downstream: data/train-clean.zarr data/samples-100k.zarr $(TEST_DATA)
-	$(PY) benchmarks/downstream.py
+# docs/utility.md: a regressor on 1k labeled renders, with 100k synthgen samples or 100k true renders.
+data/oracle-100k.zarr: | .venv/.installed
+	$(SG) render --n 100000 --seed 3 --out $@ --workers 2
+utility: data/train-clean.zarr data/samples-100k.zarr data/oracle-100k.zarr $(TEST_DATA)
+	$(PY) benchmarks/utility.py
 
 # docs/sample_grid.png, docs/walk.gif, docs/interpolate.gif from the shipped default model.
 media: setup

@@ -760,7 +760,9 @@ def score(
                f"IoU {pair['iou_mean']:.3f}, depth MAE {pair['depth_mae_mm'] or float('nan'):.1f} mm, "
                f"pose consistency {pair['pose_consistency_mm']:.1f} mm (floor {pair['estimator_floor_mm']:.1f}), "
                f"FD {st['fd']:.3g}, KID {st['kid']:.3g}, precision {st['precision']:.2f}, recall {st['recall']:.2f}, "
-               f"coverage {'n/a' if st['coverage'] is None else format(st['coverage'], '.2f')} -> {out}/report.html",
+               f"pose coverage {'n/a' if st['coverage'] is None else format(st['coverage'], '.2f')}, pose precision "
+               f"{'n/a' if st['pose_precision'] is None else format(st['pose_precision'], '.2f')}, IK residual "
+               f"{pair['ik_residual_median_mm']:.1f} mm -> {out}/report.html",
                err=as_json)
 
 

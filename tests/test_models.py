@@ -566,3 +566,35 @@ def test_a_generator_that_sees_the_centre_places_the_decoded_pose_with_the_crop_
         skeleton.generate_depth(code)
     with pytest.raises(ValueError, match="sees_center"):
         CrossingNetsConfig.from_dict({"generator": {"sees_center": True}})
+
+
+def test_a_kinematic_decoder_and_a_flow_prior_are_fitted_to_a_trained_models_latent_space(tmp_path, trained, data):
+    """vae.train = "decoder": the encoder (and every network reading its latent space) stays
+    the base model's, the new kinematic decoder learns; the prior stage fits the flow."""
+    model, out = trained
+    base = Recipe.from_toml(TINY)
+    config = CrossingNetsConfig.from_dict({"vae": {"decoder": "kinematic", "kinematic_hidden": 32},
+                                           "generator": {"channels": 8, "fc_dim": 128},
+                                           "discriminator": {"channels": 8, "metric_hidden": 64},
+                                           "prior": {"layers": 2, "hidden": 16}})
+    recipe = replace(base, init_from=str(out / "model"), model=config,
+                     vae=replace(base.vae, steps=20, train="decoder", lr=1e-2),
+                     gan=replace(base.gan, steps=0), joint=replace(base.joint, warmup_steps=0, steps=0),
+                     refine=replace(base.refine, steps=0), prior=replace(base.prior, steps=30, batch_size=32),
+                     runtime=replace(base.runtime, recalibrate_bn=False))
+    fitted = train(recipe, data, tmp_path / "kin")
+    kept = [k for k in model.state_dict() if not k.startswith(("vae.dec_", "generator.pose"))]
+    assert all(torch.equal(fitted.state_dict()[k], model.state_dict()[k]) for k in kept)
+    rows = [r for r in read_losses(tmp_path / "kin" / "metrics.csv") if r["stage"] == "vae"]
+    sse = [float(r["sse"]) for r in rows]
+    assert np.mean(sse[-5:]) < 0.8 * np.mean(sse[:5])
+    loaded = load(tmp_path / "kin" / "model")
+    report = loaded.provenance["prior_fit"]
+    assert set(report["held_out_log_likelihood"]) == {"gaussian", "flow"} and report["steps"] == 30
+    assert loaded.prior_flow is not None and loaded.config.vae.decoder == "kinematic"
+    z = torch.randn(4, 20)
+    assert torch.equal(loaded.vae.decode(z), fitted.vae.decode(z))
+    with pytest.raises(ValueError, match="set init_from"):
+        Recipe.from_dict({**recipe.to_dict(), "init_from": ""})
+    with pytest.raises(ValueError, match="model.prior.layers"):
+        Recipe.from_dict({**recipe.to_dict(), "model": {**recipe.model.to_dict(), "prior": {"layers": 0, "hidden": 16}}})

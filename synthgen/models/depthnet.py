@@ -210,6 +210,7 @@ class TrainSettings:
     seed: int = 0
     val_size: int = 2048
     shift_px: int = 4  # random crop translation: the generator's crops are not centred exactly like renders
+    widths: tuple[int, ...] = DepthNetConfig.widths  # the network's stage widths (narrower trains faster)
     notes: dict = field(default_factory=dict)
 
 
@@ -241,7 +242,8 @@ def train(depth: np.ndarray, joints_norm: np.ndarray, settings: TrainSettings,
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     crop = depth.shape[-1]
-    net = DepthNet(DepthNetConfig(crop_size=crop, num_joints=joints_norm.shape[1])).to(memory_format=CHANNELS_LAST)
+    config = DepthNetConfig(crop_size=crop, num_joints=joints_norm.shape[1], widths=tuple(settings.widths))
+    net = DepthNet(config).to(memory_format=CHANNELS_LAST)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n_train = len(depth) - settings.val_size
     mm = CUBE_MM / 2

@@ -603,8 +603,9 @@ def _init_from(model: CrossingNets, path: str, r: Recipe) -> None:
     same_generator = base.config.generator == model.config.generator
     comparable = replace(base.config, generator=model.config.generator)
     if new_decoder:
-        comparable = replace(comparable, vae=replace(comparable.vae, decoder=model.config.vae.decoder,
-                                                     scale_range=model.config.vae.scale_range))
+        v = model.config.vae
+        comparable = replace(comparable, vae=replace(comparable.vae, decoder=v.decoder, scale_range=v.scale_range,
+                                                     kinematic_hidden=v.kinematic_hidden))
     if r.prior.steps:  # a prior the recipe fits may be new
         comparable = replace(comparable, prior=model.config.prior)
     others_differ = comparable != model.config

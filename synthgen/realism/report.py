@@ -32,6 +32,8 @@ KEY_DOCS = {
     "set.precision": "fraction of generated crops inside the reference's k-NN manifold (fidelity)",
     "set.recall": "fraction of reference crops inside the generated k-NN manifold (diversity)",
     "set.coverage": "fraction of reference poses with a generated pose in their k-NN ball",
+    "set.pose_precision": "fraction of generated poses inside some reference pose's k-NN ball (poses on the manifold)",
+    "set.pose_recall": "fraction of reference poses inside some generated pose's k-NN ball",
 }
 
 

@@ -248,11 +248,12 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
     kid_ci = [float(q) for q in np.quantile(kid_values, [0.025, 0.975])]
     precision, recall = metrics.knn_precision_recall(ref.features, generated.features, settings.k)
     if ref_pose.shape[1:] == pose.shape[1:] and (ref_store is None or ref_store.joint_layout == CANONICAL_LAYOUT):
-        pose_descriptor = lambda p, c: camera.normalize_joints(p, c, cube).reshape(len(p), -1)  # noqa: E731
-        pose_coverage = metrics.coverage(pose_descriptor(ref_pose, ref_center), pose_descriptor(pose, center),
-                                         settings.coverage_k)
-    else:
-        pose_coverage = None  # the reference's poses are in another layout (e.g. an imported benchmark)
+        ref_poses = camera.normalize_joints(ref_pose, ref_center, cube).reshape(len(ref_pose), -1)
+        poses = camera.normalize_joints(pose, center, cube).reshape(len(pose), -1)
+        pose_coverage = metrics.coverage(ref_poses, poses, settings.coverage_k)
+        pose_precision, pose_recall = metrics.knn_precision_recall(ref_poses, poses, settings.k)
+    else:  # the reference's poses are in another layout (e.g. an imported benchmark)
+        pose_coverage = pose_precision = pose_recall = None
     lap("set_metrics")
 
     # 4. memorisation
@@ -296,7 +297,8 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
             "ik_residual_median_mm": float(np.median(ik_residual)),
         },
         "set": {"fd": fd, "fd_ci95": list(fd_ci), "kid": kid, "kid_std": kid_std, "kid_ci95": kid_ci, "precision": precision,
-                "recall": recall, "k": settings.k, "coverage": pose_coverage, "coverage_k": settings.coverage_k},
+                "recall": recall, "k": settings.k, "coverage": pose_coverage, "coverage_k": settings.coverage_k,
+                "pose_precision": pose_precision, "pose_recall": pose_recall},
         "memorisation": memorisation,
         "settings": asdict(settings),
         "timing_s": timing,
