@@ -68,7 +68,7 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png
-	cp $(MODEL_RUN)/metrics.csv docs/default_metrics.csv
+	cp runs/default-kinematic/metrics.csv docs/default_metrics.csv  # the last run with network stages
 	$(SG) estimate data/test-clean.zarr --json > docs/estimate_test_clean.json
 	$(SG) estimate data/test-noisy.zarr --json > docs/estimate_test_noisy.json
 
