@@ -47,11 +47,12 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
 # -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml, -center-jitter2.toml,
-# -center-jitter3.toml, -kinematic.toml, -prior.toml (each continues from the run before it), then
+# -center-jitter3.toml, -kinematic.toml, -prior.toml, -kinematic-posterior.toml (each continues from
+# the run before it), then
 # ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-prior
+MODEL_RUN := runs/default-kinematic-posterior
 model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
@@ -65,10 +66,11 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default-center-jitter3.toml
 	$(SG) train --recipe recipes/default-kinematic.toml
 	$(SG) train --recipe recipes/default-prior.toml
+	$(SG) train --recipe recipes/default-kinematic-posterior.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png
-	cp runs/default-kinematic/metrics.csv docs/default_metrics.csv  # the last run with network stages
+	cp $(MODEL_RUN)/metrics.csv docs/default_metrics.csv
 	$(SG) estimate data/test-clean.zarr --json > docs/estimate_test_clean.json
 	$(SG) estimate data/test-noisy.zarr --json > docs/estimate_test_noisy.json
 
