@@ -109,15 +109,11 @@ DECODE_BLOCK = 256  # fixed decoder block: the bits never depend on how many cod
 def centring_root_offsets(model, latent: torch.Tensor) -> torch.Tensor:
     """(n, 20) pose latents → (n, 3) float64 root offsets (unit_mm) that centre each decoded hand's
     joint bounding box on the crop centre, as `hand_center` centres every training crop."""
-    latent = latent.float()
-    out = torch.empty(len(latent), ROOT_DIM, dtype=torch.float64)
-    with torch.inference_mode():
-        for s in range(0, len(latent), DECODE_BLOCK):
-            block = latent[s:s + DECODE_BLOCK]
-            padded = torch.cat([block, block.new_zeros(DECODE_BLOCK - len(block), block.shape[1])])
-            rel = model.vae.decode(padded)[:len(block)].double()  # (k, J, 3) root-relative, unit_mm
-            out[s:s + len(block)] = -(rel.amax(dim=1) + rel.amin(dim=1)) / 2
-    return out
+    def centre(block: torch.Tensor) -> torch.Tensor:
+        rel = model.vae.decode(block).double()  # (k, J, 3) root-relative, unit_mm
+        return -(rel.amax(dim=1) + rel.amin(dim=1)) / 2
+
+    return _in_blocks(centre, latent, ROOT_DIM)
 
 
 def _check_prior(prior: str) -> None:
@@ -129,10 +125,10 @@ def _uses_flow(model, prior: str) -> bool:
     return prior == "fitted" and getattr(model, "prior_flow", None) is not None
 
 
-def _flow_blocks(fn, x: torch.Tensor) -> torch.Tensor:
-    """fn over fixed, zero-padded blocks of DECODE_BLOCK rows (float32 inside, float64 out), so
-    a row's bits never depend on how many rows are mapped with it."""
-    out = torch.empty(len(x), x.shape[1], dtype=torch.float64)
+def _in_blocks(fn, x: torch.Tensor, width: int) -> torch.Tensor:
+    """(n, width) float64: fn over fixed, zero-padded blocks of DECODE_BLOCK rows of x (float32
+    inside), so a row's bits never depend on how many rows are mapped with it."""
+    out = torch.empty(len(x), width, dtype=torch.float64)
     with torch.inference_mode():
         for s in range(0, len(x), DECODE_BLOCK):
             block = x[s:s + DECODE_BLOCK].float()
@@ -149,7 +145,7 @@ def whitened_to_latents(model, whitened: torch.Tensor, prior: str = "fitted") ->
         return whitened
     mean, chol = gaussian_factor(model.latent)
     if _uses_flow(model, prior):
-        return _flow_blocks(lambda x: model.prior_flow(x, mean, chol), whitened)
+        return _in_blocks(lambda x: model.prior_flow(x, mean, chol), whitened, whitened.shape[1])
     return mean + whitened @ chol.T
 
 
@@ -161,7 +157,7 @@ def latents_to_whitened(model, latent: torch.Tensor, prior: str = "fitted") -> t
         return latent
     mean, chol = gaussian_factor(model.latent)
     if _uses_flow(model, prior):
-        return _flow_blocks(lambda x: model.prior_flow.inverse(x, mean, chol)[0], latent)
+        return _in_blocks(lambda x: model.prior_flow.inverse(x, mean, chol)[0], latent, latent.shape[1])
     return torch.linalg.solve_triangular(chol, (latent - mean).T, upper=False).T
 
 
