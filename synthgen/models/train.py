@@ -615,18 +615,24 @@ def _init_from(model: CrossingNets, path: str, r: Recipe) -> None:
     ours, theirs = model.state_dict(), base.state_dict()
     fresh = set()
     if new_decoder:
-        fresh |= {k for k in ours if k.startswith(("vae.dec_fc.", "vae.dec_out.", "vae.kinematic."))}
+        fresh |= {k for k in ours if k.startswith(_prefixes(model, model.vae.decoder_modules()))}
     if r.prior.steps:
         fresh |= {k for k in ours if k.startswith("prior_flow.")}
     if not same_generator:
-        head = ("generator.pose.unpack.", "generator.pose.dec_fc.", "generator.pose.dec_out.",
-                "generator.pose.decoder.", "generator.pose.residual.", "generator.pose.initialised")
+        head = _prefixes(model, [model.generator.pose]) if isinstance(model.generator, SkeletonGenerator) else ()
+        radii = _prefixes(model, [model.generator.pose.radii]) if head else ()
         fresh |= {k for k in ours if k.startswith("generator.")
-                  and (k.startswith(head) or k not in theirs or theirs[k].shape != ours[k].shape)}
+                  and ((k.startswith(head) and not k.startswith(radii)) or k not in theirs
+                       or theirs[k].shape != ours[k].shape)}
     model.load_state_dict({k: ours[k] if k in fresh or k not in theirs else theirs[k] for k in ours})
     model.root_offset, model.latent = base.root_offset, base.latent
     model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum, "generator_from_base": same_generator,
                                      "fresh": sorted({k.rsplit(".", 1)[0] for k in fresh})}
+
+
+def _prefixes(model: nn.Module, modules: list[nn.Module]) -> tuple[str, ...]:
+    """The state-dict key prefixes of some of `model`'s submodules."""
+    return tuple(f"{name}." for name, m in model.named_modules() if any(m is x for x in modules))
 
 
 def _optimizers(model: CrossingNets, r: Recipe, stage: str) -> dict[str, torch.optim.Optimizer]:
