@@ -140,22 +140,35 @@ def render(
     out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
     seed: Annotated[int, typer.Option(min=0, help="Seed: the store is a pure function of it.")] = 0,
     camera: Annotated[Camera, typer.Option(help="Sensor intrinsics preset.")] = Camera.hands2017,
-    noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model.")] = False,
+    scene: Annotated[str, typer.Option(
+        help="What the crops hold: 'v2' (forearm, sleeve, objects, background, shape variation, the "
+             "structured-light sensor, centre-of-mass crops), 'clean' (the bare hand on joint-box crops) or a "
+             "scene file (TOML, docs/baseline.md).")] = "v2",
+    sensor: Annotated[str | None, typer.Option(
+        help="Replace the scene's sensor model: none, structured-light, sr305, tof, active-stereo.")] = None,
+    noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the generic sensor-noise model "
+                                        "(replaces the scene's sensor).")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Render processes.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
     chunk_size: ChunkSizeOption = 1024,
     resume: ResumeOption = False,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Render the mesh-hand baseline: random poses → skinned mesh → 128² normalised crops."""
+    """Render the mesh-hand baseline: random poses → skinned mesh in its scene → 128² normalised crops."""
     from synthgen.data.distributed import produce_on_dask
     from synthgen.data.produce import produce
     from synthgen.data.schema import StoreMetadata
-    from synthgen.hand.baseline import BaselineRenderer
+    from synthgen.hand.baseline import BaselineRenderer, store_convention
     from synthgen.hand.noise import SensorNoise
+    from synthgen.hand.scene import load_scene
 
-    source = BaselineRenderer(seed=seed, camera_name=camera.value, noise=SensorNoise() if noise else None)
-    metadata = StoreMetadata(producer="render", seed=seed, camera=camera.value, parameters=source.params())
+    scene_config = load_scene(scene, sensor)
+    if noise and sensor is not None:
+        raise InputError("--noise and --sensor exclude each other")
+    source = BaselineRenderer(seed=seed, camera_name=camera.value, scene=scene_config,
+                              noise=SensorNoise() if noise else None)
+    metadata = StoreMetadata(producer="render", seed=seed, camera=camera.value, parameters=source.params(),
+                             input_convention=store_convention(scene_config))
     _check_scheduler(scheduler, workers)
     writer = _store_writer(out, n, metadata, chunk_size=chunk_size, overwrite=overwrite, resume=resume)
     if writer is None:

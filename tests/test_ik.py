@@ -50,7 +50,7 @@ def assert_within_limits(pose: HandPose, scale_range=(0.7, 1.4)) -> None:
 def test_normal_equations_match_autograd():
     """The hand-written Jacobian (joint axes from the FK frames) is the derivative of the FK."""
     pose = sample_poses(np.random.default_rng(3), 3, CAMERAS["hands2017"])
-    pose = HandPose(*(v.double() for v in vars(pose).values()))
+    pose = HandPose(**{k: v.double() for k, v in pose.tensors().items()})
     target = forward_kinematics(pose)[0] + torch.randn(3, NUM_JOINTS, 3, generator=torch.Generator().manual_seed(0),
                                                        dtype=torch.float64)
     R = axis_angle_to_matrix(pose.global_rot)
@@ -122,7 +122,7 @@ def test_deterministic_and_hands_independent():
     _, joints = prior_joints(7, 64)
     noisy = torch.as_tensor(joints + rng.normal(0.0, 3.0, joints.shape), dtype=torch.float32)
     first, again = fit_hand(noisy), fit_hand(noisy)
-    for a, b in zip(vars(first.pose).values(), vars(again.pose).values()):
+    for a, b in zip(first.pose.tensors().values(), again.pose.tensors().values()):
         assert torch.equal(a, b)
     alone = fit_hand(noisy[5:6])
     np.testing.assert_allclose(alone.residual_mm, first.residual_mm[5:6], atol=1e-3)

@@ -1,4 +1,11 @@
-"""The mesh-rendered baseline: prior → kinematics → skinned mesh → 128² crop → normalised depth.
+"""The mesh-rendered baseline: prior → kinematics → skinned mesh and scene → 128² crop → sensor
+model → normalised depth.
+
+What the crops hold besides the hand (forearm, sleeve, objects, a background surface), how hands
+are seen and shaped, which sensor is imitated and how crops are centred come from a
+`SceneConfig` (synthgen.hand.scene); the default is baseline v2, every component on. Crops
+centred by "center-of-mass" are cut where `import` cuts a real frame: DeepPrior's refinement
+from the joints' box, run on a wide overview render of the same scene, then rendered there.
 
 Each chunk of samples is a pure function of (seed, chunk index), so any split of the chunks
 across processes or machines yields byte-identical data. The renderer is created lazily, once
@@ -7,24 +14,38 @@ per process, because an OpenGL context cannot cross a fork or a pickle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
 from threadpoolctl import threadpool_limits
 
 from synthgen.conventions import CAMERAS, CROP_SIZE, CUBE_MM
 from synthgen.hand import camera
+from synthgen.conventions import SYNTHGEN_INPUT, InputConvention, Intrinsics
 from synthgen.hand.kinematics import HandPose, forward_kinematics
 from synthgen.hand.mesh import HandMesh, skinning_coefficients
-from synthgen.hand.noise import SensorNoise
-from synthgen.hand.prior import PriorConfig, sample_poses
+from synthgen.hand.noise import SENSORS, SensorNoise
+from synthgen.hand.prior import sample_poses
 from synthgen.hand.render import DepthRenderer
+from synthgen.hand.scene import SceneConfig, SceneGeometry, scene_faces
 from synthgen.memory import BufferPool
 
 
 #: Hands skinned, rendered, noised and normalised together: a few MB, so each step's arrays stay
 #: in cache. The noise draws follow this blocking, so chunks depend on it (not on the workers).
 RENDER_BLOCK = 64
+#: Centre-of-mass crops are cut from a view this many cubes wide at the crops' pixel density,
+#: which leaves the refinement (cube / 2) (WIDE_VIEW - 1) = 62 mm of room around the joints' box:
+#: a centre that would move farther stops there (docs/baseline.md says how often). The centre
+#: is found at 1/COM_STRIDE of the view's resolution.
+WIDE_VIEW, COM_STRIDE = 1.5, 4
+
+
+def store_convention(scene: SceneConfig) -> InputConvention:
+    """The input convention of a scene's crops (its centring rule; synthgen's depth and crop)."""
+    return replace(SYNTHGEN_INPUT, centering=scene.centering)
 
 
 @dataclass
@@ -47,25 +68,33 @@ class BaselineRenderer:
 
     seed: int
     camera_name: str = "hands2017"
-    noise: SensorNoise | None = None
-    prior: PriorConfig = field(default_factory=PriorConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    noise: SensorNoise | None = None  # replaces the scene's sensor when given
     cube_mm: float = CUBE_MM
     crop_size: int = CROP_SIZE
 
     def __post_init__(self) -> None:
         self._mesh: HandMesh | None = None
         self._renderer: DepthRenderer | None = None
+        self._scene_renderer: DepthRenderer | None = None
         self._buffers = BufferPool(4)  # the chunks in flight in one process (made, queued, written)
+        if self.noise is None and self.scene.sensor != "none":
+            self.noise = SENSORS[self.scene.sensor]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_mesh"] = state["_renderer"] = None
+        state["_mesh"] = state["_renderer"] = state["_scene_renderer"] = None
         return state
+
+    @property
+    def prior(self):
+        return self.scene.pose
 
     def params(self) -> dict:
         """What the store records about how it was made."""
         return {
             "prior": self.prior.to_dict(),
+            "scene": self.scene.to_dict(),
             "noise": None if self.noise is None else self.noise.to_dict(),
             "camera": self.camera_name,
         }
@@ -78,7 +107,24 @@ class BaselineRenderer:
     def make_chunk(self, chunk_index: int, count: int) -> RenderedCrops:
         rng = np.random.default_rng([self.seed, chunk_index])
         pose = sample_poses(rng, count, CAMERAS[self.camera_name], self.prior)
-        return self.render_poses(pose, noise_rng=np.random.default_rng([self.seed, chunk_index, 1]))
+        noise_rng = np.random.default_rng([self.seed, chunk_index, 1])
+        if not self.scene.has_geometry and self.scene.shape is None and self.scene.centering == "joint-box":
+            return self.render_poses(pose, noise_rng=noise_rng)  # the bare hand
+        return self.render_scene(pose, np.random.default_rng([self.seed, chunk_index, 2]), noise_rng)
+
+    def render_scene(self, pose: HandPose, scene_rng: np.random.Generator,
+                     noise_rng: np.random.Generator | None = None) -> RenderedCrops:
+        """Render hands in their scene: shape, forearm, objects, background, centring, sensor."""
+        self._start()
+        scene = self.scene
+        if scene.shape is not None:
+            pose.proportions = torch.from_numpy(_draw_proportions(scene_rng, len(pose), scene.shape))
+        joints = forward_kinematics(pose)[0].numpy()
+        rotation = Rotation.from_rotvec(pose.global_rot.double().numpy()).as_matrix()
+        extra = SceneGeometry(scene).draw(scene_rng, rotation, pose.translation.double().numpy(),
+                                          pose.scale.double().numpy(), joints.astype(np.float64))
+        planes = np.concatenate([self._hand_planes(pose), extra], axis=2)
+        return self._render_planes(planes, joints, camera.hand_center(joints), noise_rng)
 
     def render_poses(self, pose: HandPose, noise_rng: np.random.Generator | None = None,
                      centers: np.ndarray | None = None) -> RenderedCrops:
@@ -89,9 +135,7 @@ class BaselineRenderer:
         """
         if self.noise is not None and noise_rng is None:
             raise ValueError("a noise model needs an explicit noise_rng, for reproducibility")
-        if self._renderer is None:
-            self._mesh = HandMesh.load()
-            self._renderer = DepthRenderer(self.crop_size, self.crop_size)
+        self._start()
         joints = forward_kinematics(pose)[0].numpy()
         centers = camera.hand_center(joints) if centers is None else np.asarray(centers, np.float32)
         intrinsics = [camera.crop_intrinsics(center, self.cube_mm, self.crop_size) for center in centers]
@@ -114,6 +158,91 @@ class BaselineRenderer:
                                     self._renderer.render_stream(skinned_blocks())):
                 block = slice(start, start + RENDER_BLOCK)
                 if self.noise is not None:
-                    depth = self.noise.apply(depth, noise_rng)
+                    depth = self.noise.apply(depth, noise_rng, [k.fx for k in intrinsics[block]])
                 norm[block] = camera.normalize_depth(depth, centers[block, 2], self.cube_mm)
         return RenderedCrops(norm, joints.astype(np.float32), centers)
+
+    def _start(self) -> None:
+        if self._renderer is None:
+            self._mesh = HandMesh.load()
+            self._renderer = DepthRenderer(self.crop_size, self.crop_size)
+
+    def _scene_renderer_for(self) -> DepthRenderer:
+        """One renderer of hand + scene: `crop_size`² over the cube, or for centre-of-mass
+        crops a wider view at the same pixel density that every crop is cut from."""
+        if self._scene_renderer is None:
+            faces = np.concatenate([self._mesh.faces, scene_faces(len(self._mesh.vertices))])
+            size = self._view_size()
+            self._scene_renderer = DepthRenderer(size, size, faces=faces)
+        return self._scene_renderer
+
+    def _view_size(self) -> int:
+        return int(round(self.crop_size * WIDE_VIEW)) if self.scene.centering == "center-of-mass" else self.crop_size
+
+    def _hand_planes(self, pose: HandPose) -> np.ndarray:
+        """(n, 3, V) skinned hand vertices, coordinate planes."""
+        coefficients = skinning_coefficients(pose).numpy()
+        basis = self._mesh.skinning_basis
+        with threadpool_limits(1, user_api="blas"):
+            return (coefficients.reshape(-1, basis.shape[0]) @ basis).reshape(len(pose), 3, basis.shape[1])
+
+    def _render_planes(self, planes: np.ndarray, joints: np.ndarray, boxes: np.ndarray,
+                       noise_rng: np.random.Generator | None) -> RenderedCrops:
+        """Render, centre (the scene's rule), add the sensor and normalise, a block at a time."""
+        renderer = self._scene_renderer_for()
+        size = self._view_size()
+        view_cube = self.cube_mm * size / self.crop_size
+        views = [camera.crop_intrinsics(c, view_cube, size) for c in boxes]
+        centers = np.array(boxes, dtype=np.float32)
+        norm = self._buffers.take((len(planes), self.crop_size, self.crop_size), np.float32)
+        blocks = ((planes[s:s + RENDER_BLOCK].transpose(0, 2, 1), views[s:s + RENDER_BLOCK])
+                  for s in range(0, len(planes), RENDER_BLOCK))
+        with threadpool_limits(1, user_api="blas"):
+            for start, depth in zip(range(0, len(planes), RENDER_BLOCK), renderer.render_stream(blocks)):
+                block = slice(start, start + RENDER_BLOCK)
+                if size != self.crop_size:
+                    centers[block] = _centres_of_mass(depth, views[block], boxes[block], self.cube_mm)
+                    depth = _recut(depth, views[block], centers[block], self.cube_mm, self.crop_size)
+                if self.noise is not None:
+                    focal = self.crop_size * centers[block, 2] / self.cube_mm
+                    depth = self.noise.apply(depth, noise_rng, focal)
+                norm[block] = camera.normalize_depth(depth, centers[block, 2], self.cube_mm)
+        return RenderedCrops(norm, joints.astype(np.float32), centers)
+
+
+def _centres_of_mass(images: np.ndarray, views: list[Intrinsics], boxes: np.ndarray, cube: float) -> np.ndarray:
+    """`import`'s centre-of-mass rule (conventions.CENTERINGS) on wide views, at 1/COM_STRIDE of
+    their resolution (the centre is a mean: the coarser grid moves it by a fraction of a mm)."""
+    s = COM_STRIDE
+    coarse = [Intrinsics(v.fx / s, v.fy / s, v.cx / s, v.cy / s, -(-v.width // s), -(-v.height // s)) for v in views]
+    centres = camera.refine_centers(images[:, ::s, ::s], coarse, boxes, cube)
+    move = centres - boxes
+    length = np.linalg.norm(move, axis=1, keepdims=True)
+    room = cube / 2 * (WIDE_VIEW - 1)
+    return (boxes + move * np.minimum(1.0, room / np.maximum(length, 1e-9))).astype(np.float32)
+
+
+def _recut(depth: np.ndarray, views: list[Intrinsics], centers: np.ndarray, cube: float, size: int) -> np.ndarray:
+    """Crops of `size`² around `centers` cut from wide views of the same camera (nearest pixel).
+
+    Every crop is a pinhole camera with the sensor's orientation, so a crop pixel maps to a view
+    pixel by a scale and a shift per axis; what lies outside the view is no data (0)."""
+    out = np.zeros((len(depth), size, size), np.float32)
+    grid = np.arange(size, dtype=np.float64)
+    for k, (view, center) in enumerate(zip(views, centers)):
+        crop = camera.crop_intrinsics(center, cube, size)
+        cols = np.rint(view.fx / crop.fx * (grid - crop.cx) + view.cx).astype(np.int64)
+        rows = np.rint(view.fy / crop.fy * (grid - crop.cy) + view.cy).astype(np.int64)
+        col_ok = (cols >= 0) & (cols < view.width)
+        row_ok = (rows >= 0) & (rows < view.height)
+        out[k][np.ix_(row_ok, col_ok)] = depth[k][np.ix_(rows[row_ok], cols[col_ok])]
+    return out
+
+
+def _draw_proportions(rng: np.random.Generator, n: int, shape) -> np.ndarray:
+    """(n, 7) ratios (kinematics.PROPORTIONS): per-finger lengths share half their variation."""
+    common = rng.standard_normal((n, 1))
+    fingers = shape.finger_length_std * (np.sqrt(0.5) * common + np.sqrt(0.5) * rng.standard_normal((n, 5)))
+    palm = shape.palm_width_std * rng.standard_normal((n, 1))
+    girth = shape.girth_std * rng.standard_normal((n, 1))
+    return np.clip(1 + np.concatenate([fingers, palm, girth], 1), *shape.limit).astype(np.float32)

@@ -101,3 +101,54 @@ def hand_center(joints_mm: np.ndarray) -> np.ndarray:
     """
     joints_mm = np.asarray(joints_mm, dtype=np.float32)
     return ((joints_mm.min(axis=-2) + joints_mm.max(axis=-2)) / 2).astype(np.float32)
+
+
+#: DeepPrior's refinement: re-centre on the centre of mass of the depth pixels inside the cube,
+#: until it moves less than this or after this many rounds.
+REFINE_TOLERANCE_MM = 0.5
+REFINE_ITERATIONS = 10
+
+
+def centers_of_mass(depth_mm: np.ndarray, cams: list[Intrinsics], centers: np.ndarray, cube: float = CUBE_MM
+                    ) -> np.ndarray:
+    """(n, 3) centres of mass (mm) of the pixels of each (n, H, W) image whose depth lies in the
+    cube around its centre and whose pixel lies in the cube's image (DeepPrior's rule: the mean
+    pixel and mean depth, unprojected); NaN rows where there are none."""
+    depth = np.asarray(depth_mm)
+    n, height, width = depth.shape
+    centers = np.asarray(centers, np.float64)
+    fx, fy, cx, cy = (np.array([getattr(c, k) for c in cams], np.float64) for k in ("fx", "fy", "cx", "cy"))
+    half = cube / 2
+    u_c, v_c = fx * centers[:, 0] / centers[:, 2] + cx, fy * centers[:, 1] / centers[:, 2] + cy
+    du, dv = fx * half / centers[:, 2], fy * half / centers[:, 2]
+    u0, u1 = np.maximum(np.ceil(u_c - du), 0), np.minimum(np.floor(u_c + du), width - 1)
+    v0, v1 = np.maximum(np.ceil(v_c - dv), 0), np.minimum(np.floor(v_c + dv), height - 1)
+    cols, rows = np.arange(width), np.arange(height)
+    in_u = (cols >= u0[:, None]) & (cols <= u1[:, None])
+    in_v = (rows >= v0[:, None]) & (rows <= v1[:, None])
+    mask = (depth > 0) & (np.abs(depth - centers[:, 2, None, None]) <= half) & in_v[:, :, None] & in_u[:, None, :]
+    count = mask.sum(axis=(1, 2))
+    safe = np.maximum(count, 1)
+    uvd = np.stack([(mask.sum(1) * cols).sum(1) / safe, (mask.sum(2) * rows).sum(1) / safe,
+                    np.where(mask, depth, 0).sum(axis=(1, 2), dtype=np.float64) / safe], axis=1)
+    out = np.stack([(uvd[:, 0] - cx) * uvd[:, 2] / fx, (uvd[:, 1] - cy) * uvd[:, 2] / fy, uvd[:, 2]], axis=1)
+    out[count == 0] = np.nan
+    return out
+
+
+def refine_centers(depth_mm: np.ndarray, cams: list[Intrinsics], starts: np.ndarray, cube: float = CUBE_MM
+                   ) -> np.ndarray:
+    """(n, 3) float32: `centers_of_mass` iterated from each start until it moves less than
+    REFINE_TOLERANCE_MM (at most REFINE_ITERATIONS rounds); a centre whose cube is empty stays."""
+    centers = np.array(starts, np.float64)
+    active = np.ones(len(centers), bool)
+    for _ in range(REFINE_ITERATIONS):
+        index = np.flatnonzero(active)
+        if len(index) == 0:
+            break
+        moved = centers_of_mass(np.asarray(depth_mm)[index], [cams[i] for i in index], centers[index], cube)
+        empty = np.isnan(moved).any(axis=1)
+        step = np.linalg.norm(np.where(empty[:, None], 0.0, moved - centers[index]), axis=1)
+        centers[index[~empty]] = moved[~empty]
+        active[index[empty | (step < REFINE_TOLERANCE_MM)]] = False
+    return centers.astype(np.float32)

@@ -263,7 +263,7 @@ def fit_hand(joints: np.ndarray | torch.Tensor, iterations: int = 10, tolerance:
         angles=torch.minimum(torch.maximum(angles.float(), lower.float()), upper.float()),
         scale=s.float(),
     )
-    fitted, _ = forward_kinematics(HandPose(*(v.double() for v in vars(pose).values())))
+    fitted, _ = forward_kinematics(HandPose(**{k: v.double() for k, v in pose.tensors().items()}))
     distance = (fitted - target).norm(dim=-1).cpu().numpy().astype(np.float32)
     return IKResult(pose, distance.mean(axis=1), distance.max(axis=1))
 

@@ -24,20 +24,33 @@ class HandPose:
     translation: (B, 3) mm, camera position of the wrist joint.
     angles: (B, 20) radians, order `skeleton.ANGLE_NAMES`.
     scale: (B,) uniform size factor (1 = the average adult hand).
+    proportions: (B, 7) or None: the hand's shape beyond its size, as ratios to the average
+      hand (`PROPORTIONS`): each finger's length (thumb..little), the palm's width and the
+      girth of palm and fingers. None: the average shape.
     """
 
     global_rot: torch.Tensor
     translation: torch.Tensor
     angles: torch.Tensor
     scale: torch.Tensor
+    proportions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.angles.shape[0]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The fields that are set, by name (proportions only when given)."""
+        return {name: value for name, value in vars(self).items() if value is not None}
 
     @classmethod
     def rest(cls, batch: int = 1) -> "HandPose":
         z = torch.zeros
         return cls(z(batch, 3), z(batch, 3), z(batch, skeleton.NUM_ANGLES), torch.ones(batch))
+
+
+#: The columns of `HandPose.proportions`.
+PROPORTIONS = ("thumb_length", "index_length", "middle_length", "ring_length", "little_length",
+               "palm_width", "girth")
 
 
 def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
@@ -86,6 +99,11 @@ def forward_kinematics(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
     rest_R = torch.as_tensor(skeleton.REST_ROTATIONS, dtype=dtype, device=device)  # (5, 3, 3)
     mcp = torch.as_tensor(skeleton.MCP_POSITIONS, dtype=dtype, device=device)  # (5, 3)
     lengths = torch.as_tensor(skeleton.BONE_LENGTHS, dtype=dtype, device=device)  # (5, 3)
+    lengths = lengths.expand(B, 5, 3)
+    if pose.proportions is not None:
+        shape = pose.proportions.to(dtype)
+        lengths = lengths * shape[:, :5, None]
+        mcp = mcp * torch.stack([shape[:, 5], torch.ones_like(shape[:, 5]), torch.ones_like(shape[:, 5])], -1)[:, None]
 
     # First joint of each finger: fixed in the palm, abduction then flexion in its rest frame.
     R1 = R_root[:, None] @ rest_R @ _abduction(a[..., 1]) @ _flexion(a[..., 0])  # (B, 5, 3, 3)
@@ -94,7 +112,7 @@ def forward_kinematics(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
     R, p = R1, p1
     for level, flex in enumerate((a[..., 2], a[..., 3], None)):
         bone = torch.zeros(B, 5, 3, dtype=dtype, device=device)
-        bone[..., 1] = lengths[:, level] * scale[..., 0]
+        bone[..., 1] = lengths[:, :, level] * scale[..., 0]
         p = p + (R @ bone[..., None])[..., 0]
         if flex is not None:
             R = R @ _flexion(flex)
@@ -116,7 +134,20 @@ def forward_kinematics(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
 def _rest_frames() -> tuple[torch.Tensor, torch.Tensor]:
     """Joints and frames of the rest pose (float64), the reference every skinning map starts from."""
     rest = HandPose.rest(1)
-    return forward_kinematics(HandPose(*(t.double() for t in vars(rest).values())))
+    return forward_kinematics(HandPose(**{k: t.double() for k, t in rest.tensors().items()}))
+
+
+def _part_stretch(proportions: torch.Tensor) -> torch.Tensor:
+    """(B, 21, 3) per-joint scale of its part along its frame's axes (x across, y along the
+    bone, z through the palm): the palm by width and girth, a finger by girth and its length."""
+    girth = proportions[:, 6]
+    stretch = torch.empty(len(proportions), NUM_JOINTS, 3, dtype=proportions.dtype, device=proportions.device)
+    stretch[:, 0] = torch.stack([proportions[:, 5], torch.ones_like(girth), girth], -1)
+    for f in range(5):
+        part = torch.stack([girth, proportions[:, f], girth], -1)
+        for j in finger_chain(f):
+            stretch[:, j] = part
+    return stretch
 
 
 def skinning_transforms(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +159,11 @@ def skinning_transforms(pose: HandPose) -> tuple[torch.Tensor, torch.Tensor]:
     joints, rotations = forward_kinematics(pose)
     rest_joints, rest_rot = (t.to(dtype=pose.angles.dtype, device=pose.angles.device) for t in _rest_frames())
     scale = pose.scale.to(pose.angles.dtype).reshape(-1, 1, 1, 1)
-    A = scale * rotations @ rest_rot.transpose(-1, -2)  # (B, 21, 3, 3)
+    if pose.proportions is None:
+        A = scale * rotations @ rest_rot.transpose(-1, -2)  # (B, 21, 3, 3)
+    else:  # stretch each part in its own frame: along its bone by the finger's length, across by girth
+        A = scale * rotations @ torch.diag_embed(_part_stretch(pose.proportions.to(pose.angles.dtype))) \
+            @ rest_rot.transpose(-1, -2)
+
     b = joints - (A @ rest_joints[..., None])[..., 0]
     return A, b

@@ -16,7 +16,7 @@ explicit `np.random.Generator`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -34,8 +34,16 @@ GRASPS = {
     "point": [0.7, 0.0, 0.95, 0.95, 0.95],
     "pinch": [0.65, 0.55, 0.2, 0.15, 0.1],
     "free": [0.5, 0.5, 0.5, 0.5, 0.5],
+    "natural": [0.1, 0.12, 0.15, 0.18, 0.2],  # the resting open hand, fingers slightly bent
+    "count": [0.0, 0.0, 0.0, 0.0, 0.0],  # each finger extended or curled at random (gestures, counting)
 }
+#: The clean baseline's mixture; baseline v2 sets its own (`PriorConfig.grasp_weights`).
 GRASP_WEIGHTS = {"open": 0.2, "relaxed": 0.2, "fist": 0.15, "point": 0.1, "pinch": 0.1, "free": 0.25}
+COUNT_CURLS = (0.05, 0.9)  # extended / curled curl of a "count" finger
+#: Viewpoint presets: "third-person" is a camera facing the person (fingers roughly up, the
+#: `max_inplane_deg` / `max_tilt_deg` / `distance_mm` ranges); "egocentric" a head-mounted
+#: camera looking down the arm (fingers pointing away, tilted `egocentric_tilt_deg`, closer).
+VIEWPOINTS = ("third-person", "egocentric")
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,53 @@ class PriorConfig:
     scale_mean: float = 1.0
     scale_std: float = 0.06  # adult hand-length spread ~ ±6 %
     scale_range: tuple[float, float] = (0.85, 1.15)
+    mcp_noise_deg: float = 12.0  # per-finger noise of the first joint's flexion about the curl's
+    pip_noise_deg: float = 8.0
+    dip_noise_deg: float = 6.0
+    abduction_noise_deg: float = 5.0
+    spread_range: tuple[float, float] = (-0.3, 1.0)  # shared finger spread, -: fingers together
+    grasp_weights: dict[str, float] = field(default_factory=lambda: dict(GRASP_WEIGHTS))  # grasp type → weight
+    palm_facing: float = 0.5  # third-person views: the share with the palm towards the camera
+    viewpoints: dict[str, float] = field(default_factory=lambda: {"third-person": 1.0})  # preset → weight
+    egocentric_inplane_deg: float = 60.0
+    egocentric_tilt_deg: tuple[float, float] = (15.0, 75.0)  # fingers tilted away from the camera
+    egocentric_distance_mm: tuple[float, float] = (250.0, 500.0)
+
+    def validate(self) -> None:
+        """ValueError naming the first bad field."""
+        unknown = set(self.grasp_weights) - set(GRASPS)
+        if unknown:
+            raise ValueError(f"grasp_weights: unknown grasp {sorted(unknown)[0]!r} (known: {', '.join(GRASPS)})")
+        if not self.grasp_weights or min(self.grasp_weights.values()) < 0 or sum(self.grasp_weights.values()) <= 0:
+            raise ValueError(f"grasp_weights: weights must be >= 0 and not all 0, got {self.grasp_weights}")
+        weights = list(self.viewpoints.values())
+        if not weights or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"viewpoints: weights must be >= 0 and not all 0, got {self.viewpoints}")
+        for name in ("distance_mm", "egocentric_distance_mm", "scale_range"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name}: expected 0 < low <= high, got {[lo, hi]}")
+        lo, hi = self.egocentric_tilt_deg
+        if not -90 <= lo <= hi <= 90:
+            raise ValueError(f"egocentric_tilt_deg: expected -90 <= low <= high <= 90, got {[lo, hi]}")
+        for name in ("curl_std", "free_curl_std", "scale_std", "max_inplane_deg", "max_tilt_deg",
+                     "egocentric_inplane_deg"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.palm_facing <= 1:
+            raise ValueError(f"palm_facing: expected a value in [0, 1], got {self.palm_facing}")
+        if not 0 <= self.image_margin < 0.5:
+            raise ValueError(f"image_margin: expected a value in [0, 0.5), got {self.image_margin}")
+        if not -1 < self.neighbour_correlation < 1:
+            raise ValueError(f"neighbour_correlation: expected a value in (-1, 1), got {self.neighbour_correlation}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PriorConfig":
+        """From `to_dict`'s output (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def _correlated_noise(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
@@ -68,10 +120,13 @@ def _correlated_noise(rng: np.random.Generator, n: int, rho: float) -> np.ndarra
 
 def sample_angles(rng: np.random.Generator, n: int, config: PriorConfig = PriorConfig()) -> np.ndarray:
     """(n, 20) joint angles in radians, within limits, order `skeleton.ANGLE_NAMES`."""
-    names = list(GRASPS)
-    p = np.array([GRASP_WEIGHTS[k] for k in names])
+    names = [k for k in GRASPS if k in config.grasp_weights]
+    p = np.array([config.grasp_weights[k] for k in names])
     grasp = rng.choice(len(names), size=n, p=p / p.sum())
     mean_curl = np.array([GRASPS[k] for k in names])[grasp]  # (n, 5)
+    if "count" in names:  # (the clean baseline's mixture has none: its draws stay as they were)
+        count = grasp == names.index("count")
+        mean_curl[count] = np.where(rng.random((int(count.sum()), 5)) < 0.5, *COUNT_CURLS)
     std = np.where(np.array(names)[grasp] == "free", config.free_curl_std, config.curl_std)[:, None]
     curl = np.clip(mean_curl + std * _correlated_noise(rng, n, config.neighbour_correlation), -0.15, 1.0)
 
@@ -80,16 +135,17 @@ def sample_angles(rng: np.random.Generator, n: int, config: PriorConfig = PriorC
     pos = np.clip(curl, 0, 1)
     # MCP / CMC flexion follows the curl loosely (a fist can keep MCPs straighter, a hook).
     flex0 = np.where(curl >= 0, curl * hi[:, 0], -curl / 0.15 * lo[:, 0])
-    angles[..., 0] = flex0 + np.radians(12) * rng.standard_normal((n, 5))
+    angles[..., 0] = flex0 + np.radians(config.mcp_noise_deg) * rng.standard_normal((n, 5))
     # Middle joint (PIP, thumb MCP): tightly tied to the curl.
-    angles[..., 2] = pos * hi[:, 2] + np.radians(8) * rng.standard_normal((n, 5))
+    angles[..., 2] = pos * hi[:, 2] + np.radians(config.pip_noise_deg) * rng.standard_normal((n, 5))
     # Distal joint (DIP, thumb IP): the 2/3 coupling with the middle joint.
-    angles[..., 3] = config.dip_pip_ratio * angles[..., 2] + np.radians(6) * rng.standard_normal((n, 5))
+    angles[..., 3] = config.dip_pip_ratio * angles[..., 2] + np.radians(config.dip_noise_deg) * rng.standard_normal((n, 5))
     # Abduction: a shared spread, shrinking as the finger curls; the thumb abducts on its own.
-    spread = rng.uniform(-0.3, 1.0, size=(n, 1))
+    spread = rng.uniform(*config.spread_range, size=(n, 1))
     abd_range = np.where(spread >= 0, hi[:, 1], -lo[:, 1])
     fan = np.array([0.0, 1.0, 0.2, -0.6, -1.0])  # fingers fan out about the middle finger
-    angles[..., 1] = fan * spread * abd_range * (1 - 0.7 * pos) + np.radians(5) * rng.standard_normal((n, 5))
+    angles[..., 1] = (fan * spread * abd_range * (1 - 0.7 * pos)
+                      + np.radians(config.abduction_noise_deg) * rng.standard_normal((n, 5)))
     angles[:, 0, 1] = rng.uniform(lo[0, 1], hi[0, 1], size=n) * (0.5 + 0.5 * pos[:, 0])
     angles = np.clip(angles, lo, hi)
     return angles.reshape(n, 20).astype(np.float32)
@@ -113,20 +169,35 @@ def _matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(R).as_rotvec().astype(np.float32)
 
 
+def _egocentric_rows(rng: np.random.Generator, n: int, config: PriorConfig) -> np.ndarray:
+    weights = np.array([config.viewpoints.get(name, 0.0) for name in VIEWPOINTS], dtype=np.float64)
+    return rng.choice(len(VIEWPOINTS), size=n, p=weights / weights.sum()) == VIEWPOINTS.index("egocentric")
+
+
 def sample_poses(rng: np.random.Generator, n: int, camera: Intrinsics,
                  config: PriorConfig = PriorConfig()) -> HandPose:
     """n hands placed so that their joints' bounding-box centre lies inside the frame."""
     angles = sample_angles(rng, n, config)
     inplane = np.radians(rng.uniform(-config.max_inplane_deg, config.max_inplane_deg, n))
     tilt = np.radians(rng.uniform(-config.max_tilt_deg, config.max_tilt_deg, n))
-    pointing = np.stack([np.sin(inplane) * np.cos(tilt), -np.cos(inplane) * np.cos(tilt), np.sin(tilt)], axis=1)
-    R = _rotation_from_axes(pointing, rng.uniform(-np.pi, np.pi, n))
+    if config.palm_facing == 0.5:  # roll uniform about the pointing axis
+        roll = rng.uniform(-np.pi, np.pi, n)
+    else:  # roll 0 shows the back of the hand, pi the palm
+        roll = rng.uniform(-np.pi / 2, np.pi / 2, n) + np.pi * (rng.random(n) < config.palm_facing)
     scale = np.clip(rng.normal(config.scale_mean, config.scale_std, n), *config.scale_range).astype(np.float32)
 
     depth = rng.uniform(*config.distance_mm, n)
     m = config.image_margin
     u = rng.uniform(m * camera.width, (1 - m) * camera.width, n)
     v = rng.uniform(m * camera.height, (1 - m) * camera.height, n)
+    if set(config.viewpoints) != {"third-person"}:  # (the third-person-only prior draws nothing more)
+        ego = _egocentric_rows(rng, n, config)
+        k = int(ego.sum())
+        inplane[ego] = np.radians(rng.uniform(-config.egocentric_inplane_deg, config.egocentric_inplane_deg, k))
+        tilt[ego] = np.radians(rng.uniform(*config.egocentric_tilt_deg, k))
+        depth[ego] = rng.uniform(*config.egocentric_distance_mm, k)
+    pointing = np.stack([np.sin(inplane) * np.cos(tilt), -np.cos(inplane) * np.cos(tilt), np.sin(tilt)], axis=1)
+    R = _rotation_from_axes(pointing, roll)
     target = np.stack([(u - camera.cx) * depth / camera.fx, (v - camera.cy) * depth / camera.fy, depth], axis=1)
 
     pose = HandPose(

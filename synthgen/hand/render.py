@@ -46,7 +46,7 @@ from synthgen.hand.mesh import HandMesh
 BACKENDS = ("egl", "osmesa")
 Z_NEAR_MM = 10.0  # nearer surfaces are clipped; float32 z_near / z resolves ~1e-4 mm at half a metre
 MAX_HANDS_PER_DRAW = 64  # 64 hands of 128² per draw; larger draws were no faster on llvmpipe
-MAX_LAYER_PIXELS = 1 << 20  # 4 MB of float depth per draw: bigger images get fewer hands per draw
+MAX_LAYER_PIXELS = 3 << 20  # 12 MB of float depth per draw: bigger images get fewer hands per draw
 LAYER_EXTENSION = "GL_ARB_shader_viewport_layer_array"  # gl_Layer from the vertex shader
 
 _VERTEX_SHADER = f"""#version 330 core

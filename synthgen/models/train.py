@@ -595,7 +595,10 @@ def _init_from(model: CrossingNets, path: str, r: Recipe) -> None:
     which are set again from the trained VAE. A VAE decoder the recipe trains alone
     (vae.train = "decoder") may differ too: it starts from its initialisation."""
     base = load(path)
-    if base.input_convention != model.input_convention:
+    # Weights carry over between centring rules (a fine-tune re-centres a model), not between
+    # depth normalisations or crop geometries.
+    if (base.input_convention.depth, base.input_convention.crop) != (model.input_convention.depth,
+                                                                      model.input_convention.crop):
         raise InputError(f"init_from {path}: the model reads {base.input_convention.describe()}, the training stores "
                          f"hold {model.input_convention.describe()}")
     trains_generator = "generator" in r.trained_paths

@@ -25,12 +25,7 @@ from synthgen.data.schema import SampleBatch, StoreMetadata
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
 from synthgen.data.crops import crop_frame
-from synthgen.hand.camera import hand_center, unproject
-
-#: DeepPrior's refinement: re-centre on the centre of mass of the depth pixels inside the cube,
-#: until it moves less than this or after this many rounds.
-REFINE_TOLERANCE_MM = 0.5
-REFINE_ITERATIONS = 10
+from synthgen.hand.camera import centers_of_mass, hand_center, refine_centers
 _PROGRESS_EVERY = 64  # frames per progress report
 
 
@@ -51,37 +46,14 @@ class FrameSource(Protocol):
 def center_of_mass(depth_mm: np.ndarray, cam: Intrinsics, center: np.ndarray, cube: float = CUBE_MM
                    ) -> np.ndarray | None:
     """Centre of mass (mm, camera frame) of the pixels whose depth lies in the cube around
-    `center` and whose pixel lies in the cube's image; None if there are none.
-
-    DeepPrior's rule: the mean pixel (u, v) and mean depth, unprojected.
-    """
-    half = cube / 2
-    u_c, v_c = cam.fx * center[0] / center[2] + cam.cx, cam.fy * center[1] / center[2] + cam.cy
-    du, dv = cam.fx * half / center[2], cam.fy * half / center[2]
-    u0, u1 = max(int(np.ceil(u_c - du)), 0), min(int(np.floor(u_c + du)), depth_mm.shape[1] - 1)
-    v0, v1 = max(int(np.ceil(v_c - dv)), 0), min(int(np.floor(v_c + dv)), depth_mm.shape[0] - 1)
-    if u0 > u1 or v0 > v1:
-        return None
-    window = depth_mm[v0:v1 + 1, u0:u1 + 1]
-    rows, cols = np.nonzero((window > 0) & (np.abs(window - center[2]) <= half))
-    if len(rows) == 0:
-        return None
-    uvd = np.array([cols.mean() + u0, rows.mean() + v0, window[rows, cols].astype(np.float64).mean()])
-    return unproject(uvd, cam)
+    `center` and whose pixel lies in the cube's image; None if there are none (DeepPrior's rule)."""
+    moved = centers_of_mass(np.asarray(depth_mm)[None], [cam], np.asarray(center, np.float64)[None], cube)[0]
+    return None if np.isnan(moved).any() else moved
 
 
 def refine_center(depth_mm: np.ndarray, cam: Intrinsics, start: np.ndarray, cube: float = CUBE_MM) -> np.ndarray:
     """Iterate `center_of_mass` from `start` (conventions.CENTERINGS['center-of-mass']); keeps `start` if the cube is empty."""
-    center = np.asarray(start, np.float64)
-    for _ in range(REFINE_ITERATIONS):
-        moved = center_of_mass(depth_mm, cam, center, cube)
-        if moved is None:
-            break
-        step = np.linalg.norm(moved - center)
-        center = moved
-        if step < REFINE_TOLERANCE_MM:
-            break
-    return center.astype(np.float32)
+    return refine_centers(np.asarray(depth_mm)[None], [cam], np.asarray(start)[None], cube)[0]
 
 
 # --- files ---------------------------------------------------------------------------------
