@@ -30,30 +30,36 @@ baseline: setup
 
 # The project's mesh-rendered datasets (seeds fixed: every number in docs/ names them).
 SG := .venv/bin/synthgen
+# The bare hand (--scene clean) trains the model's first parts; baseline v2 (render's default:
+# forearm, objects, background, shape, sensor, centre-of-mass crops) its last.
 data/train-clean.zarr: | .venv/.installed
-	$(SG) render --n 100000 --seed 1 --out $@ --workers 2
+	$(SG) render --n 100000 --seed 1 --scene clean --out $@ --workers 2
 data/train-noisy.zarr: | .venv/.installed
-	$(SG) render --n 50000 --seed 2 --noise --out $@ --workers 2
+	$(SG) render --n 50000 --seed 2 --scene clean --noise --out $@ --workers 2
 data/test-clean.zarr: | .venv/.installed
-	$(SG) render --n 4096 --seed 101 --out $@
+	$(SG) render --n 4096 --seed 101 --scene clean --out $@
 data/test-noisy.zarr: | .venv/.installed
-	$(SG) render --n 4096 --seed 102 --noise --out $@
+	$(SG) render --n 4096 --seed 102 --scene clean --noise --out $@
+data/train-v2.zarr: | .venv/.installed
+	$(SG) render --n 100000 --seed 21 --out $@ --workers 2
+data/test-v2.zarr: | .venv/.installed
+	$(SG) render --n 4096 --seed 121 --out $@
 data/default-10k.zarr: | .venv/.installed
 	$(SG) sample --n 10000 --seed 0 --out $@
 data/samples-100k.zarr: | .venv/.installed
 	$(SG) sample --n 100000 --seed 1 --out $@
-TEST_DATA := data/test-clean.zarr data/test-noisy.zarr
+TEST_DATA := data/test-clean.zarr data/test-noisy.zarr data/test-v2.zarr
 
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
 # -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml, -center-jitter2.toml,
-# -center-jitter3.toml, -kinematic.toml, -prior.toml, -kinematic-posterior.toml (each continues from
-# the run before it), then
+# -center-jitter3.toml, -kinematic.toml, -prior.toml, -kinematic-posterior.toml, -v2-posterior.toml
+# (each continues from the run before it), then
 # ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-kinematic-posterior
-model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
+MODEL_RUN := runs/default-v2-posterior
+model: data/train-clean.zarr data/train-noisy.zarr data/train-v2.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
 	$(SG) train --recipe recipes/default-polish.toml
@@ -67,12 +73,14 @@ model: data/train-clean.zarr data/train-noisy.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default-kinematic.toml
 	$(SG) train --recipe recipes/default-prior.toml
 	$(SG) train --recipe recipes/default-kinematic-posterior.toml
+	$(SG) train --recipe recipes/default-v2-posterior.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png
 	cp $(MODEL_RUN)/metrics.csv docs/default_metrics.csv
 	$(SG) estimate data/test-clean.zarr --json > docs/estimate_test_clean.json
 	$(SG) estimate data/test-noisy.zarr --json > docs/estimate_test_noisy.json
+	$(SG) estimate data/test-v2.zarr --json > docs/estimate_test_v2.json
 
 # Retrain the realism feature network / independent pose estimator (assets/depthnet).
 depthnet: data/train-clean.zarr data/train-noisy.zarr
@@ -84,7 +92,7 @@ realism: data/train-clean.zarr data/default-10k.zarr $(TEST_DATA)
 
 # docs/utility.md: a regressor on 1k labeled renders, with 100k synthgen samples or 100k true renders.
 data/oracle-100k.zarr: | .venv/.installed
-	$(SG) render --n 100000 --seed 3 --out $@ --workers 2
+	$(SG) render --n 100000 --seed 3 --scene clean --out $@ --workers 2
 utility: data/train-clean.zarr data/samples-100k.zarr data/oracle-100k.zarr $(TEST_DATA)
 	$(PY) benchmarks/utility.py
 

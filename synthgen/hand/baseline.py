@@ -3,7 +3,8 @@ model → normalised depth.
 
 What the crops hold besides the hand (forearm, sleeve, objects, a background surface), how hands
 are seen and shaped, which sensor is imitated and how crops are centred come from a
-`SceneConfig` (synthgen.hand.scene); the default is baseline v2, every component on. Crops
+`SceneConfig` (synthgen.hand.scene): `render` draws baseline v2, every component on; a
+`BaselineRenderer` made without one draws the bare hand (`SceneConfig.clean()`). Crops
 centred by "center-of-mass" are cut where `import` cuts a real frame: DeepPrior's refinement
 from the joints' box, run on a wide overview render of the same scene, then rendered there.
 
@@ -68,7 +69,7 @@ class BaselineRenderer:
 
     seed: int
     camera_name: str = "hands2017"
-    scene: SceneConfig = field(default_factory=SceneConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig.clean)  # `render` passes baseline v2
     noise: SensorNoise | None = None  # replaces the scene's sensor when given
     cube_mm: float = CUBE_MM
     crop_size: int = CROP_SIZE

@@ -147,7 +147,7 @@ SENSORS.update({
                                     edge_dropout=0.5, holes_per_frame=1.0, hole_radius_px=3.0,
                                     disparity_quantum=3.4e-6, shadow_baseline_mm=75.0),
     # Intel RealSense SR305 (coded light): calibrated on 14 SR305 frames; 0.125 mm depth unit.
-    "sr305": SensorNoise(sigma_0=0.1, sigma_z2=0.0, quantum_mm=0.125, edge_jump_mm=10.0, edge_dropout=0.5,
+    "sr305": SensorNoise(sigma_0=0.1, sigma_z2=0.0, quantum_mm=0.125, edge_jump_mm=10.0, edge_dropout=0.35,
                          holes_per_frame=2.0, hole_radius_px=3.0, shadow_baseline_mm=50.0),
     # Time of flight (Kinect v2 / Azure Kinect class): from published noise studies, not
     # calibrated here: ~1-2 mm axial noise at arm's length, mixed depths at edges.

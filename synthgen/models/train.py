@@ -182,13 +182,14 @@ class Trainer:
         return torch.from_numpy(np.searchsorted(self.split.labeled, idx))
 
     def compute_codes(self) -> None:
-        """Codes of the labeled poses under the (now frozen) VAE, and their latent statistics:
-        the prior `sample` draws G's inputs from, so a run that leaves G as it was keeps its
-        model's statistics (and with them every sample)."""
+        """Codes of the labeled poses under the (now frozen) VAE, and their latent and root-offset
+        statistics: the prior `sample` draws G's inputs from, so a run that leaves G as it was
+        keeps its model's statistics (and with them every sample)."""
         with torch.no_grad():
             self.codes = torch.cat([self.model.vae.encode(self.rel)[0], self.offset], 1)
         if "generator" in self.r.trained_paths:
             self.model.latent = GaussianStats.of(self.codes[:, : self.model.config.vae.latent_dim].numpy())
+            self.model.root_offset = GaussianStats.of(self.offset.numpy())
 
     def fit_prior(self) -> dict:
         """Fit the latent prior's flow to the labeled poses' codes (the Gaussian `model.latent`
@@ -628,7 +629,10 @@ def _init_from(model: CrossingNets, path: str, r: Recipe) -> None:
                   and ((k.startswith(head) and not k.startswith(radii)) or k not in theirs
                        or theirs[k].shape != ours[k].shape)}
     model.load_state_dict({k: ours[k] if k in fresh or k not in theirs else theirs[k] for k in ours})
-    model.root_offset, model.latent = base.root_offset, base.latent
+    # Root offsets say where crops are centred: a model moved to another centring rule keeps
+    # those of its new training data.
+    recentred = base.input_convention.centering != model.input_convention.centering
+    model.root_offset, model.latent = (model.root_offset if recentred else base.root_offset), base.latent
     model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum, "generator_from_base": same_generator,
                                      "fresh": sorted({k.rsplit(".", 1)[0] for k in fresh})}
 
