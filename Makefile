@@ -53,12 +53,12 @@ TEST_DATA := data/test-clean.zarr data/test-noisy.zarr data/test-v2.zarr
 # Rebuild the default model from scratch: its training data, recipes/default.toml, then
 # recipes/default-refine.toml, recipes/default-polish.toml and recipes/default-robust.toml,
 # -robust2.toml, -robust3.toml, -skeleton-center.toml, -center-jitter.toml, -center-jitter2.toml,
-# -center-jitter3.toml, -kinematic.toml, -prior.toml, -kinematic-posterior.toml, -v2-posterior.toml
-# (each continues from the run before it), then
+# -center-jitter3.toml, -kinematic.toml, -prior.toml, -kinematic-posterior.toml, -v2-posterior.toml,
+# -v2-generator.toml (each continues from the run before it), then
 # ship the result.
 # recipes/default-polish2.toml and -polish3.toml continue default-polish differently and are not
 # shipped: see their headers.
-MODEL_RUN := runs/default-v2-posterior
+MODEL_RUN := runs/default-v2-generator
 model: data/train-clean.zarr data/train-noisy.zarr data/train-v2.zarr $(TEST_DATA)
 	$(SG) train --recipe recipes/default.toml
 	$(SG) train --recipe recipes/default-refine.toml
@@ -74,6 +74,7 @@ model: data/train-clean.zarr data/train-noisy.zarr data/train-v2.zarr $(TEST_DAT
 	$(SG) train --recipe recipes/default-prior.toml
 	$(SG) train --recipe recipes/default-kinematic-posterior.toml
 	$(SG) train --recipe recipes/default-v2-posterior.toml
+	$(SG) train --recipe recipes/default-v2-generator.toml
 	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png

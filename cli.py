@@ -789,6 +789,7 @@ app.add_typer(convert_app, name="convert")
 class Centering(str, Enum):
     joint_box = "joint-box"
     center_of_mass = "center-of-mass"
+    capped_center_of_mass = "capped-center-of-mass"
 
 
 class ReleaseDataset(str, Enum):

@@ -99,9 +99,10 @@ def measure_nyu(work: Path, args) -> list[dict]:
                                                                            "release centre"),
         ("converted NYU", model, ["--centers", centre], "centre-relative pinhole crop, release centre "
                                                         "(front-aligned by estimate)"),
-        ("default", DEFAULT_MODEL, [], "its own (joint-box centre)"),
-        ("default", DEFAULT_MODEL, ["--centering", "center-of-mass"], "centre of mass of the depth pixels"),
-        ("default", DEFAULT_MODEL, ["--centers", centre], "release centre (palm joint)"),
+        ("default", args.default_model, ["--model", args.default_model], "its own convention"),
+        ("default", args.default_model, ["--centering", "center-of-mass"], "centre of mass of the depth pixels"),
+        ("default", args.default_model, ["--centering", "joint-box"], "labelled joints' box centre"),
+        ("default", args.default_model, ["--centers", centre], "release centre (palm joint)"),
     ]
     rows = []
     for i, (name, net, options, crops) in enumerate(cases):
@@ -171,13 +172,18 @@ def main() -> None:
     parser.add_argument("--icvl-labels", type=Path, required=True)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "real")
+    parser.add_argument("--default-model", type=Path, default=DEFAULT_MODEL,
+                        help="the synthgen model measured as 'default' (a candidate before it ships)")
+    parser.add_argument("--nyu-only", action="store_true", help="skip the ICVL priors and figures")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         nyu = measure_nyu(work, args)
-        icvl, distributions, fitted = measure_icvl(work, args)
-        figures(distributions, fitted, work, args.figures)
+        icvl = []
+        if not args.nyu_only:
+            icvl, distributions, fitted = measure_icvl(work, args)
+            figures(distributions, fitted, work, args.figures)
 
     print("NYU test frame 1, NYU-14 mean joint error")
     for row in nyu:
@@ -186,7 +192,7 @@ def main() -> None:
     for row in icvl:
         own = row.get("label_vs_own_estimate_mm")
         print(f"  {row['prior']:<24} {row['median_bone_mm']:6.1f} mm" + (f"   {own:5.1f} mm" if own else ""))
-    out = ROOT / "benchmarks" / "results" / "real_frames.json"
+    out = ROOT / "benchmarks" / "results" / ("real_frames_nyu.json" if args.nyu_only else "real_frames.json")
     out.write_text(json.dumps({"nyu_frame_1": nyu, "icvl_priors": icvl, "samples": args.n}, indent=2))
     print(f"wrote {out} and {args.figures}/icvl_bones.png, icvl_samples.png")
 

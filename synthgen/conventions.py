@@ -260,9 +260,16 @@ CENTERINGS: dict[str, str] = {
     "joint-box": "the centre of the labelled joints' bounding box (synthgen's renders and training crops)",
     "center-of-mass": "DeepPrior's refinement from the joints' bounding-box centre: the centre of mass (mean u, v, "
                       "depth) of the depth pixels inside the cube, unprojected, repeated until it moves < 0.5 mm",
+    "capped-center-of-mass": "the center-of-mass refinement, its move from the joints' bounding-box centre capped "
+                             "at CENTER_OF_MASS_CAP_MM (40 mm): a centre that would move farther stops on the way "
+                             "(a forearm in the cube cannot pull the crop off the hand)",
     "given": "centres read from a file the field distributes (import --centers): the Crossing Nets release's "
              "center_uvd_*.mat, A2J's centre_pixel .mat, V2V-PoseNet's center_*_refined.txt",
 }
+
+
+#: How far "capped-center-of-mass" lets the refinement move the centre, mm.
+CENTER_OF_MASS_CAP_MM = 40.0
 
 
 @dataclass(frozen=True)

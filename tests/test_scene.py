@@ -68,7 +68,7 @@ def test_render_records_the_scene_and_its_centring(tmp_path):
     import zarr
 
     attrs = dict(zarr.open_group(str(out), mode="r").attrs)
-    assert attrs["input_convention"]["centering"] == "center-of-mass"
+    assert attrs["input_convention"]["centering"] == "capped-center-of-mass"
     assert attrs["parameters"]["scene"]["sensor"] == "tof"
     assert attrs["parameters"]["noise"]["flying_pixels"] == SENSORS["tof"].flying_pixels
 
@@ -121,9 +121,10 @@ def test_forearm_leaves_the_wrist_away_from_the_fingers():
 
 def test_centre_of_mass_crops_are_cut_where_import_would_cut_them():
     """The stored centre is `import`'s rule run on a full sensor frame of the same scene."""
-    scene = replace(quiet(SceneConfig()), shape=None)
+    scene = replace(quiet(SceneConfig()), shape=None, centering="center-of-mass")
     renderer = BaselineRenderer(seed=2, scene=scene)
     chunk = renderer.make_chunk(0, 64)
+    capped = BaselineRenderer(seed=2, scene=replace(scene, centering="capped-center-of-mass")).make_chunk(0, 64)
     # the same hands and scene, drawn again, rendered at the sensor's full resolution
     from synthgen.hand.prior import sample_poses
     from synthgen.hand.scene import SceneGeometry
@@ -153,6 +154,10 @@ def test_centre_of_mass_crops_are_cut_where_import_would_cut_them():
     # some centres stop at another fixed point (docs/baseline.md gives the distribution).
     assert np.median(error) < 2.5 and (error < 5).mean() > 0.5, np.percentile(error, [50, 75, 100])
     assert (np.linalg.norm(chunk.center - boxes, axis=1) <= 62.5 + 1e-3).all()
+    # the capped rule: the same centres, stopped 40 mm from the box on the way
+    np.testing.assert_allclose(capped.center, camera.cap_move(boxes, chunk.center, 40.0), atol=1e-3)
+    assert np.linalg.norm(capped.center - boxes, axis=1).max() <= 40.0 + 1e-3
+    np.testing.assert_array_equal(capped.pose, chunk.pose)
 
 
 # --- hand shape -------------------------------------------------------------------------------
@@ -247,3 +252,30 @@ def test_batched_centre_of_mass_matches_one_frame_at_a_time():
     batched = camera.refine_centers(frames, [cam] * 6, starts)
     for frame, start, centre in zip(frames, starts, batched):
         np.testing.assert_allclose(refine_center(frame, cam, start), centre, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("**/*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_and_scene_file_parses(path):
+    if path.parent.name == "scenes":
+        SceneConfig.load(path)
+    else:
+        from synthgen.models.config import Recipe
+
+        Recipe.from_toml(path)
+
+
+def test_import_caps_the_centre_of_mass_move():
+    from synthgen.data.formats.common import frame_center
+
+    cam = Intrinsics(300.0, 300.0, 80.0, 60.0, 160, 120)
+    frame = np.zeros((120, 160), np.float32)
+    frame[20:100, 60:64] = 500.0  # a long thin "forearm" below a small "hand"
+    frame[20:30, 55:70] = 500.0
+    joints = camera.unproject(np.array([[62.0, 22.0, 500.0], [66.0, 28.0, 500.0]]), cam)
+    free = frame_center(frame, joints, cam, "center-of-mass")
+    capped = frame_center(frame, joints, cam, "capped-center-of-mass")
+    box = camera.hand_center(joints)
+    assert np.linalg.norm(free - box) > 40.0
+    assert np.linalg.norm(capped - box) == pytest.approx(40.0, abs=1e-3)
+    direction = (free - box) / np.linalg.norm(free - box)
+    np.testing.assert_allclose(capped, box + 40.0 * direction, atol=1e-3)

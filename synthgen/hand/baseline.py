@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from synthgen.conventions import CAMERAS, CROP_SIZE, CUBE_MM
 from synthgen.hand import camera
-from synthgen.conventions import SYNTHGEN_INPUT, InputConvention, Intrinsics
+from synthgen.conventions import CENTER_OF_MASS_CAP_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
 from synthgen.hand.kinematics import HandPose, forward_kinematics
 from synthgen.hand.mesh import HandMesh, skinning_coefficients
 from synthgen.hand.noise import SENSORS, SensorNoise
@@ -178,7 +178,7 @@ class BaselineRenderer:
         return self._scene_renderer
 
     def _view_size(self) -> int:
-        return int(round(self.crop_size * WIDE_VIEW)) if self.scene.centering == "center-of-mass" else self.crop_size
+        return self.crop_size if self.scene.centering == "joint-box" else int(round(self.crop_size * WIDE_VIEW))
 
     def _hand_planes(self, pose: HandPose) -> np.ndarray:
         """(n, 3, V) skinned hand vertices, coordinate planes."""
@@ -202,7 +202,8 @@ class BaselineRenderer:
             for start, depth in zip(range(0, len(planes), RENDER_BLOCK), renderer.render_stream(blocks)):
                 block = slice(start, start + RENDER_BLOCK)
                 if size != self.crop_size:
-                    centers[block] = _centres_of_mass(depth, views[block], boxes[block], self.cube_mm)
+                    centers[block] = _centres_of_mass(depth, views[block], boxes[block], self.cube_mm,
+                                                      self.scene.centering)
                     depth = _recut(depth, views[block], centers[block], self.cube_mm, self.crop_size)
                 if self.noise is not None:
                     focal = self.crop_size * centers[block, 2] / self.cube_mm
@@ -211,16 +212,15 @@ class BaselineRenderer:
         return RenderedCrops(norm, joints.astype(np.float32), centers)
 
 
-def _centres_of_mass(images: np.ndarray, views: list[Intrinsics], boxes: np.ndarray, cube: float) -> np.ndarray:
+def _centres_of_mass(images: np.ndarray, views: list[Intrinsics], boxes: np.ndarray, cube: float,
+                     rule: str) -> np.ndarray:
     """`import`'s centre-of-mass rule (conventions.CENTERINGS) on wide views, at 1/COM_STRIDE of
     their resolution (the centre is a mean: the coarser grid moves it by a fraction of a mm)."""
     s = COM_STRIDE
     coarse = [Intrinsics(v.fx / s, v.fy / s, v.cx / s, v.cy / s, -(-v.width // s), -(-v.height // s)) for v in views]
     centres = camera.refine_centers(images[:, ::s, ::s], coarse, boxes, cube)
-    move = centres - boxes
-    length = np.linalg.norm(move, axis=1, keepdims=True)
     room = cube / 2 * (WIDE_VIEW - 1)
-    return (boxes + move * np.minimum(1.0, room / np.maximum(length, 1e-9))).astype(np.float32)
+    return camera.cap_move(boxes, centres, CENTER_OF_MASS_CAP_MM if rule == "capped-center-of-mass" else room)
 
 
 def _recut(depth: np.ndarray, views: list[Intrinsics], centers: np.ndarray, cube: float, size: int) -> np.ndarray:
@@ -228,17 +228,22 @@ def _recut(depth: np.ndarray, views: list[Intrinsics], centers: np.ndarray, cube
 
     Every crop is a pinhole camera with the sensor's orientation, so a crop pixel maps to a view
     pixel by a scale and a shift per axis; what lies outside the view is no data (0)."""
-    out = np.zeros((len(depth), size, size), np.float32)
+    n, height, width = depth.shape
     grid = np.arange(size, dtype=np.float64)
-    for k, (view, center) in enumerate(zip(views, centers)):
-        crop = camera.crop_intrinsics(center, cube, size)
-        cols = np.rint(view.fx / crop.fx * (grid - crop.cx) + view.cx).astype(np.int64)
-        rows = np.rint(view.fy / crop.fy * (grid - crop.cy) + view.cy).astype(np.int64)
-        col_ok = (cols >= 0) & (cols < view.width)
-        row_ok = (rows >= 0) & (rows < view.height)
-        out[k][np.ix_(row_ok, col_ok)] = depth[k][np.ix_(rows[row_ok], cols[col_ok])]
-    return out
-
+    crops = [camera.crop_intrinsics(center, cube, size) for center in centers]
+    ratio_x = np.array([v.fx / c.fx for v, c in zip(views, crops)])[:, None]
+    ratio_y = np.array([v.fy / c.fy for v, c in zip(views, crops)])[:, None]
+    crop_cx, crop_cy = np.array([[c.cx, c.cy] for c in crops]).T
+    view_cx, view_cy = np.array([[v.cx, v.cy] for v in views]).T
+    cols = np.rint(ratio_x * (grid - crop_cx[:, None]) + view_cx[:, None])
+    rows = np.rint(ratio_y * (grid - crop_cy[:, None]) + view_cy[:, None])
+    cols, rows = cols.astype(np.int64), rows.astype(np.int64)
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
+    flat = (np.arange(n)[:, None, None] * height + np.clip(rows, 0, height - 1)[:, :, None]) * width \
+        + np.clip(cols, 0, width - 1)[:, None, :]
+    out = depth.reshape(-1)[flat]
+    out[~inside] = 0.0
+    return out.astype(np.float32, copy=False)
 
 def _draw_proportions(rng: np.random.Generator, n: int, shape) -> np.ndarray:
     """(n, 7) ratios (kinematics.PROPORTIONS): per-finger lengths share half their variation."""

@@ -152,3 +152,11 @@ def refine_centers(depth_mm: np.ndarray, cams: list[Intrinsics], starts: np.ndar
         centers[index[~empty]] = moved[~empty]
         active[index[empty | (step < REFINE_TOLERANCE_MM)]] = False
     return centers.astype(np.float32)
+
+
+def cap_move(starts: np.ndarray, centers: np.ndarray, cap_mm: float) -> np.ndarray:
+    """(n, 3) float32: each centre moved back onto the segment from its start, at most `cap_mm` away."""
+    starts, centers = np.asarray(starts, np.float64), np.asarray(centers, np.float64)
+    move = centers - starts
+    length = np.linalg.norm(move, axis=-1, keepdims=True)
+    return (starts + move * np.minimum(1.0, cap_mm / np.maximum(length, 1e-9))).astype(np.float32)

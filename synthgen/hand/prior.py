@@ -139,7 +139,8 @@ def sample_angles(rng: np.random.Generator, n: int, config: PriorConfig = PriorC
     # Middle joint (PIP, thumb MCP): tightly tied to the curl.
     angles[..., 2] = pos * hi[:, 2] + np.radians(config.pip_noise_deg) * rng.standard_normal((n, 5))
     # Distal joint (DIP, thumb IP): the 2/3 coupling with the middle joint.
-    angles[..., 3] = config.dip_pip_ratio * angles[..., 2] + np.radians(config.dip_noise_deg) * rng.standard_normal((n, 5))
+    angles[..., 3] = (config.dip_pip_ratio * angles[..., 2]
+                      + np.radians(config.dip_noise_deg) * rng.standard_normal((n, 5)))
     # Abduction: a shared spread, shrinking as the finger curls; the thumb abducts on its own.
     spread = rng.uniform(*config.spread_range, size=(n, 1))
     abd_range = np.where(spread >= 0, hi[:, 1], -lo[:, 1])

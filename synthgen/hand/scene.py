@@ -34,7 +34,7 @@ from synthgen.hand.prior import VIEWPOINTS, PriorConfig
 
 OBJECT_KINDS = ("sphere", "box", "cylinder", "bottle", "mug", "tool")
 SENSOR_NAMES = ("none", "structured-light", "sr305", "tof", "active-stereo")
-SCENE_CENTERINGS = ("joint-box", "center-of-mass")
+SCENE_CENTERINGS = ("joint-box", "center-of-mass", "capped-center-of-mass")
 
 # Mesh resolution of the scene parts (vertices per hand: 2 tubes, 4 superquadrics, a plane).
 _TUBE_RINGS, _TUBE_SEGMENTS = 6, 12
@@ -111,7 +111,7 @@ class SceneConfig:
     shape: ShapeConfig | None = field(default_factory=ShapeConfig)
     pose: PriorConfig = field(default_factory=lambda: V2_POSE)
     sensor: str = "structured-light"
-    centering: str = "center-of-mass"
+    centering: str = "capped-center-of-mass"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -146,7 +146,8 @@ class SceneConfig:
                 if key == "shape" and value is False:
                     kwargs[key] = None
                     continue
-                kwargs[key] = _dataclass_from(parts[key], getattr(defaults, key) or parts[key](), value, f"{where}.{key}")
+                base = getattr(defaults, key) or parts[key]()
+                kwargs[key] = _dataclass_from(parts[key], base, value, f"{where}.{key}")
             elif key in ("sensor", "centering"):
                 if not isinstance(value, str):
                     raise InputError(f"{where}.{key}: expected a string, got {value!r}")

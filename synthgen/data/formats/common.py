@@ -20,12 +20,12 @@ from typing import Protocol
 
 import numpy as np
 
-from synthgen.conventions import CAMERAS, CENTERINGS, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
+from synthgen.conventions import CAMERAS, CENTER_OF_MASS_CAP_MM, CENTERINGS, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
 from synthgen.data.schema import SampleBatch, StoreMetadata
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
 from synthgen.data.crops import crop_frame
-from synthgen.hand.camera import centers_of_mass, hand_center, refine_centers
+from synthgen.hand.camera import cap_move, centers_of_mass, hand_center, refine_centers
 _PROGRESS_EVERY = 64  # frames per progress report
 
 
@@ -119,12 +119,15 @@ def check_split(dataset: str, split: str | None, allowed: tuple[str, ...]) -> st
 def frame_center(depth_mm: np.ndarray, joints: np.ndarray, cam: Intrinsics, centering: str,
                  cube: float = CUBE_MM) -> np.ndarray:
     """The crop centre of one labelled frame by a centring rule (conventions.CENTERINGS):
-    "joint-box" or "center-of-mass" (DeepPrior's refinement started at the joint box)."""
+    "joint-box", "center-of-mass" (DeepPrior's refinement started at the joint box) or
+    "capped-center-of-mass" (the same, its move capped)."""
     box = hand_center(joints)
     if centering == "joint-box":
         return box
     if centering == "center-of-mass":
         return refine_center(depth_mm, cam, box, cube)
+    if centering == "capped-center-of-mass":
+        return cap_move(box, refine_center(depth_mm, cam, box, cube), CENTER_OF_MASS_CAP_MM)
     raise InputError(f"centring {centering!r} needs centres from a file: pass --centers")
 
 
