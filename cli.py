@@ -741,6 +741,9 @@ def score(
     reference_n: Annotated[Optional[int], typer.Option(min=2, help="Reference crops; default: as many as --n.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of subsets, KID subsets and bootstrap.")] = 0,
     reference_seed: Annotated[int, typer.Option(help="Seed of the rendered reference.")] = 7919,
+    reference_scene: Annotated[str, typer.Option(
+        help="Scene of the rendered reference: 'clean' (the bare hand), 'v2' or a scene file (docs/baseline.md).")
+    ] = "clean",
     feature_net: Annotated[Optional[Path], typer.Option(
         help="DepthNet directory; default: assets/depthnet (scores are comparable only within one version).")] = None,
     allow_incomplete: Annotated[bool, typer.Option(help="Score the written chunks of an unfinished store.")] = False,
@@ -749,6 +752,7 @@ def score(
 ) -> None:
     """Score realism against the mesh-rendered baseline: pair IoU / depth / pose consistency, FD, KID,
     precision / recall, coverage, memorisation → score.json + report.html."""
+    from synthgen.hand.scene import load_scene
     from synthgen.models import CheckpointError
     from synthgen.realism import ScoreSettings, write_report
     from synthgen.realism import score as score_store
@@ -756,7 +760,9 @@ def score(
 
     out = out if out is not None else store.with_suffix(".score")
     check_output_dir(out, overwrite)
-    settings = ScoreSettings(n=n, reference_n=reference_n, seed=seed, reference_seed=reference_seed)
+    load_scene(reference_scene)  # a bad scene is refused before anything is read
+    settings = ScoreSettings(n=n, reference_n=reference_n, seed=seed, reference_seed=reference_seed,
+                             reference_scene=reference_scene)
     start = time.perf_counter()
     try:
         with _staged_progress() as hook:

@@ -71,6 +71,9 @@ def test_render_records_the_scene_and_its_centring(tmp_path):
     assert attrs["input_convention"]["centering"] == "capped-center-of-mass"
     assert attrs["parameters"]["scene"]["sensor"] == "tof"
     assert attrs["parameters"]["noise"]["flying_pixels"] == SENSORS["tof"].flying_pixels
+    refused = runner.invoke(app, ["score", str(out), "--reference-scene", str(tmp_path / "missing.toml")])
+    assert refused.exit_code == 2 and "scene file not found" in refused.stderr
+    assert not (tmp_path / "v2.score").exists()
 
 
 # --- what the scene draws ----------------------------------------------------------------------

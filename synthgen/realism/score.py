@@ -34,6 +34,7 @@ from synthgen.errors import InputError
 from synthgen.hand import camera
 from synthgen.hand.baseline import BaselineRenderer
 from synthgen.hand.ik import fit_hand
+from synthgen.hand.scene import load_scene
 from synthgen.models import depthnet
 from synthgen.realism import metrics
 
@@ -50,6 +51,7 @@ class ScoreSettings:
     n: int = 10_000  # samples scored (a seeded random subset when the store is larger)
     reference_n: int | None = None  # reference crops; default: as many as scored samples
     reference_seed: int = 7919  # baseline renders when no reference store is given
+    reference_scene: str = "clean"  # their scene: "clean", "v2" or a scene file (synthgen.hand.scene.load_scene)
     seed: int = 0  # subsets, KID subsets, bootstrap
     k: int = 3  # precision / recall neighbourhood (Kynkäänniemi et al. use 3)
     coverage_k: int = 5  # coverage neighbourhood (Naeem et al. use 5)
@@ -146,9 +148,10 @@ def render_own_poses(pose: np.ndarray, center: np.ndarray, renderer: BaselineRen
 
 
 def render_reference(n: int, seed: int, camera_name: str, cube_mm: float, crop_size: int,
-                     progress: Progress = _quiet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n fresh baseline crops (seeded): (depth, pose, center)."""
-    renderer = BaselineRenderer(seed=seed, camera_name=camera_name, cube_mm=cube_mm, crop_size=crop_size)
+                     progress: Progress = _quiet, scene: str = "clean") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n fresh baseline crops (seeded) of a scene ("clean", "v2" or a scene file): (depth, pose, center)."""
+    renderer = BaselineRenderer(seed=seed, camera_name=camera_name, cube_mm=cube_mm, crop_size=crop_size,
+                                scene=load_scene(scene))
     parts = []
     for chunk, s in enumerate(range(0, n, RENDER_BLOCK)):
         parts.append(renderer.make_chunk(chunk, min(RENDER_BLOCK, n - s)))
@@ -228,8 +231,9 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
     ref_n = settings.reference_n or len(indices)
     if ref_store is None:
         ref_depth, ref_pose, ref_center = render_reference(ref_n, settings.reference_seed, camera_name, cube, size,
-                                                           progress)
-        reference_info = {"source": "rendered", "seed": settings.reference_seed, "camera": camera_name, "n": ref_n}
+                                                           progress, settings.reference_scene)
+        reference_info = {"source": "rendered", "seed": settings.reference_seed, "camera": camera_name, "n": ref_n,
+                          "scene": str(settings.reference_scene)}
     else:
         ref_available = _written_indices(ref_store)
         ref_idx = ref_available[_subset(len(ref_available), ref_n, rng)]
