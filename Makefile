@@ -97,8 +97,11 @@ data/oracle-100k.zarr: | .venv/.installed
 utility: data/train-clean.zarr data/samples-100k.zarr data/oracle-100k.zarr $(TEST_DATA)
 	$(PY) benchmarks/utility.py
 
-# docs/sample_grid.png, docs/walk.gif, docs/interpolate.gif from the shipped default model.
+# docs/render_grid.png (baseline v2), docs/sample_grid.png, docs/walk.gif, docs/interpolate.gif
+# from the shipped default model.
 media: setup
+	$(SG) render --n 16 --seed 7 --out out/media-render.zarr --overwrite
+	$(SG) preview out/media-render.zarr --n 16 --out docs/render_grid.png --overwrite
 	$(SG) sample --n 16 --seed 0 --out out/media-grid.zarr --overwrite
 	$(SG) preview out/media-grid.zarr --n 16 --out docs/sample_grid.png --overwrite
 	$(SG) walk --steps 120 --step-size 0.15 --seed 0 --video docs/walk.gif --overwrite

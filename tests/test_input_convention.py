@@ -23,6 +23,7 @@ from synthgen.models import load
 from synthgen.models.checkpoint import read_input_convention
 from synthgen.models.config import Recipe
 from synthgen.models.lasagne import convert_crossing_nets
+from synthgen.sampling import DEFAULT_MODEL_DIR
 from tests.test_convert import release_arrays, write_release
 from tests.test_import import hands, invoke, render, write_icvl, write_nyu
 
@@ -225,7 +226,9 @@ def test_estimate_front_aligns_centre_relative_crops_for_a_release_model(release
     root, model_dir, _ = release_nyu
     plain, aligned = tmp_path / "plain.zarr", tmp_path / "aligned.zarr"
     assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", plain).exit_code == 0
-    assert open_store(plain).input_convention == SYNTHGEN_INPUT
+    stored = open_store(plain).input_convention  # the shipped default model's convention
+    assert (stored.depth, stored.crop) == (SYNTHGEN_INPUT.depth, SYNTHGEN_INPUT.crop)
+    assert stored.centering == load(DEFAULT_MODEL_DIR).input_convention.centering
     result = invoke("estimate", plain, "--model", model_dir, "--out", tmp_path / "p.npy")
     assert result.exit_code == 0, result.output
     assert "warning: the crops are pinhole crops" in result.output
@@ -328,11 +331,13 @@ def test_relative_depth_is_refused_where_millimetres_are_needed(tmp_path):
 def test_import_centering_overrides_the_models_rule(release_nyu, tmp_path):
     root, _, joints = release_nyu
     box, com = tmp_path / "box.zarr", tmp_path / "com.zarr"
-    assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", box).exit_code == 0
+    assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", box,
+                  "--centering", "joint-box").exit_code == 0
     assert invoke("import", "nyu", root / "NYU", "--split", "test", "--out", com,
                   "--centering", "center-of-mass").exit_code == 0
     np.testing.assert_allclose(open_store(box).read(slice(0, 3)).center,
                                (joints.min(1) + joints.max(1)) / 2, atol=1e-3)
+    assert open_store(box).input_convention.centering == "joint-box"
     assert open_store(com).input_convention.centering == "center-of-mass"
     assert not np.allclose(open_store(com).read(slice(0, 3)).center, open_store(box).read(slice(0, 3)).center)
     (tmp_path / "c.txt").write_text("1 2 300\n" * 3)

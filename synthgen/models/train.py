@@ -197,6 +197,8 @@ class Trainer:
         mean, chol = gaussian_factor(self.model.latent)
         p = self.r.prior
         latents = self.codes[:, : self.model.config.vae.latent_dim].numpy()
+        for parameter in self.model.prior_flow.parameters():  # a refine stage before may have frozen it
+            parameter.requires_grad_(True)
         with torch.enable_grad():
             return fit_latent_flow(self.model.prior_flow, latents, mean, chol, steps=p.steps, batch_size=p.batch_size,
                                    lr=p.lr, seed=self.r.seed)

@@ -120,6 +120,10 @@ def _shape_joints(raw: np.ndarray, num_joints: int, path: Path) -> np.ndarray:
     return raw
 
 
+#: Farther than this from the camera a coordinate is not a hand in mm (and float32 would overflow).
+MAX_COORDINATE_MM = 1e6
+
+
 def _check_values(joints: np.ndarray, path: Path) -> None:
     """Finite, in front of the camera, in mm — checked in blocks so a memory map stays one."""
     for start in range(0, len(joints), _CHECK_ROWS):
@@ -128,6 +132,11 @@ def _check_values(joints: np.ndarray, path: Path) -> None:
         if not finite.all():
             row = start + int(np.argmin(finite))
             raise InputError(f"{path}: pose {row} holds NaN or inf")
+        reach = np.abs(block).max(axis=(1, 2))
+        if reach.max() > MAX_COORDINATE_MM:
+            row = start + int(np.argmax(reach))
+            raise InputError(f"{path}: pose {row} has a coordinate of {reach.max():.3g} mm; poses must be mm in "
+                             f"camera coordinates, within {MAX_COORDINATE_MM:.0e} mm of the camera")
         centre_z = (block[..., 2].min(axis=1) + block[..., 2].max(axis=1)) / 2
         if centre_z.min() <= 0:
             row = start + int(np.argmin(centre_z))
