@@ -598,3 +598,23 @@ def test_a_kinematic_decoder_and_a_flow_prior_are_fitted_to_a_trained_models_lat
         Recipe.from_dict({**recipe.to_dict(), "init_from": ""})
     with pytest.raises(ValueError, match="model.prior.layers"):
         Recipe.from_dict({**recipe.to_dict(), "model": {**recipe.model.to_dict(), "prior": {"layers": 0, "hidden": 16}}})
+
+
+def test_the_prior_stage_fits_the_flow_after_a_refine_stage_froze_everything_else(tmp_path, trained, data):
+    """A generator-only refine freezes every other parameter; the prior stage after it still
+    trains the flow, and a run that trains G refits the root-offset statistics."""
+    _, out = trained
+    base = Recipe.from_toml(TINY)
+    config = CrossingNetsConfig.from_dict({"generator": {"channels": 8, "fc_dim": 128},
+                                           "discriminator": {"channels": 8, "metric_hidden": 64},
+                                           "prior": {"layers": 2, "hidden": 16}})
+    recipe = replace(base, init_from=str(out / "model"), model=config, vae=replace(base.vae, steps=0),
+                     gan=replace(base.gan, steps=0), joint=replace(base.joint, warmup_steps=0, steps=0),
+                     refine=replace(base.refine, steps=3, train="generator"),
+                     prior=replace(base.prior, steps=20, batch_size=32),
+                     runtime=replace(base.runtime, recalibrate_bn=False))
+    fitted = train(recipe, data, tmp_path / "g")
+    report = load(tmp_path / "g" / "model").provenance["prior_fit"]
+    assert report["steps"] == 20
+    assert report["held_out_log_likelihood"]["flow"] != report["held_out_log_likelihood"]["gaussian"]
+    assert fitted.root_offset is not None
