@@ -48,8 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from synthgen.conventions import CAMERAS, LAYOUTS  # noqa: E402
+from synthgen.data.formats.labels import _read_uvd_lines  # noqa: E402
 from synthgen.hand.baseline import _draw_proportions  # noqa: E402
 from synthgen.hand.camera import hand_center, unproject  # noqa: E402
+from synthgen.hand.ik import _umeyama  # noqa: E402
 from synthgen.hand.kinematics import forward_kinematics  # noqa: E402
 from synthgen.hand.prior import sample_poses  # noqa: E402
 from synthgen.hand.scene import SceneConfig  # noqa: E402
@@ -59,9 +61,7 @@ BLOCK = 4096
 
 
 def read_uvd(path: Path, joints: int, camera: str) -> np.ndarray:
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    uvd = np.array([[float(v) for v in r[-3 * joints:]] for r in rows]).reshape(len(rows), joints, 3)
-    return unproject(uvd, CAMERAS[camera]).astype(np.float32)
+    return unproject(_read_uvd_lines(path, joints), CAMERAS[camera]).astype(np.float32)
 
 
 def prior_joints(scene: SceneConfig, n: int, seed: int = 0) -> np.ndarray:
@@ -99,7 +99,7 @@ def fit_through_layout(real: np.ndarray, layout: str, steps: int = 400) -> dict:
         rest = HandPose(torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
                         (lower + curl * (upper - lower))[None].clone(), torch.ones(1, dtype=torch.float64))
         source = (M @ forward_kinematics(rest)[0][0])
-        R, t, s = _umeyama(source, target)
+        R, t, s = _umeyama(source, target, (0.5, 1.5))
         rotvec = torch.from_numpy(Rotation.from_matrix(R.numpy()).as_rotvec()).requires_grad_()
         t = t.clone().requires_grad_()
         log_s = torch.log(s).clone().requires_grad_()
@@ -133,18 +133,6 @@ def fit_through_layout(real: np.ndarray, layout: str, steps: int = 400) -> dict:
                 getattr(best["pose"], name)[better] = getattr(pose, name)[better]
             best["error"] = torch.where(better, error, best["error"])
     return best
-
-
-def _umeyama(source: torch.Tensor, target: torch.Tensor):
-    """Similarity (R, t, s) from source (P, 3) to each target (B, P, 3)."""
-    mu_s, mu_t = source.mean(0), target.mean(1)
-    src, tgt = source - mu_s, target - mu_t[:, None]
-    U, S, Vh = torch.linalg.svd(tgt.transpose(1, 2) @ src / len(source))
-    d = torch.ones_like(S)
-    d[:, 2] = torch.where(torch.linalg.det(U @ Vh) < 0, -1.0, 1.0)
-    R = U @ torch.diag_embed(d) @ Vh
-    s = ((S * d).sum(1) / src.pow(2).sum(1).mean()).clamp(0.5, 1.5)
-    return R, mu_t - s[:, None] * (R @ mu_s), s
 
 
 def unit_hands(pose) -> np.ndarray:
@@ -202,8 +190,7 @@ def handedness(real: np.ndarray, layout: str, probe: int = 200) -> tuple[bool, f
 
 def support_coverage(real: np.ndarray, prior: np.ndarray, k: int = 5) -> float:
     """Fraction of real points inside the prior's k-NN manifold (Kynkäänniemi et al. 2019's recall)."""
-    radii = metrics.nearest_distances(prior, prior, k, exclude_self=True)
-    return float(metrics._within_any_ball(real, prior, radii).mean())
+    return metrics.knn_precision_recall(real, prior, k)[1]
 
 
 def articulation_rows(name: str, real: np.ndarray, layout: str, unit_priors: dict[str, np.ndarray]) -> dict:

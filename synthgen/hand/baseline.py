@@ -5,8 +5,9 @@ What the crops hold besides the hand (forearm, sleeve, objects, a background sur
 are seen and shaped, which sensor is imitated and how crops are centred come from a
 `SceneConfig` (synthgen.hand.scene): `render` draws baseline v2, every component on; a
 `BaselineRenderer` made without one draws the bare hand (`SceneConfig.clean()`). Crops
-centred by "center-of-mass" are cut where `import` cuts a real frame: DeepPrior's refinement
-from the joints' box, run on a wide overview render of the same scene, then rendered there.
+centred by a centre-of-mass rule are cut where `import` cuts a real frame: the scene is
+rendered once in a view wider than the cube, DeepPrior's refinement from the joints' box runs
+on that view, and the crop is cut from it at the centre found.
 
 Each chunk of samples is a pure function of (seed, chunk index), so any split of the chunks
 across processes or machines yields byte-identical data. The renderer is created lazily, once
@@ -22,9 +23,9 @@ import torch
 from scipy.spatial.transform import Rotation
 from threadpoolctl import threadpool_limits
 
-from synthgen.conventions import CAMERAS, CROP_SIZE, CUBE_MM
+from synthgen.conventions import (CAMERAS, CENTER_OF_MASS_CAP_MM, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention,
+                                  Intrinsics)
 from synthgen.hand import camera
-from synthgen.conventions import CENTER_OF_MASS_CAP_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
 from synthgen.hand.kinematics import HandPose, forward_kinematics
 from synthgen.hand.mesh import HandMesh, skinning_coefficients
 from synthgen.hand.noise import SENSORS, SensorNoise
@@ -158,9 +159,7 @@ class BaselineRenderer:
             for start, depth in zip(range(0, len(pose), RENDER_BLOCK),
                                     self._renderer.render_stream(skinned_blocks())):
                 block = slice(start, start + RENDER_BLOCK)
-                if self.noise is not None:
-                    depth = self.noise.apply(depth, noise_rng, [k.fx for k in intrinsics[block]])
-                norm[block] = camera.normalize_depth(depth, centers[block, 2], self.cube_mm)
+                norm[block] = self._sensed_and_normalised(depth, centers[block], noise_rng)
         return RenderedCrops(norm, joints.astype(np.float32), centers)
 
     def _start(self) -> None:
@@ -205,11 +204,16 @@ class BaselineRenderer:
                     centers[block] = _centres_of_mass(depth, views[block], boxes[block], self.cube_mm,
                                                       self.scene.centering)
                     depth = _recut(depth, views[block], centers[block], self.cube_mm, self.crop_size)
-                if self.noise is not None:
-                    focal = self.crop_size * centers[block, 2] / self.cube_mm
-                    depth = self.noise.apply(depth, noise_rng, focal)
-                norm[block] = camera.normalize_depth(depth, centers[block, 2], self.cube_mm)
+                norm[block] = self._sensed_and_normalised(depth, centers[block], noise_rng)
         return RenderedCrops(norm, joints.astype(np.float32), centers)
+
+    def _sensed_and_normalised(self, depth: np.ndarray, centers: np.ndarray,
+                               noise_rng: np.random.Generator | None) -> np.ndarray:
+        """Metric crops around `centers` → the sensor model (if any) → normalised depth."""
+        if self.noise is not None:
+            focal = self.crop_size * centers[:, 2] / self.cube_mm  # camera.crop_intrinsics' f
+            depth = self.noise.apply(depth, noise_rng, focal)
+        return camera.normalize_depth(depth, centers[:, 2], self.cube_mm)
 
 
 def _centres_of_mass(images: np.ndarray, views: list[Intrinsics], boxes: np.ndarray, cube: float,
@@ -244,6 +248,7 @@ def _recut(depth: np.ndarray, views: list[Intrinsics], centers: np.ndarray, cube
     out = depth.reshape(-1)[flat]
     out[~inside] = 0.0
     return out.astype(np.float32, copy=False)
+
 
 def _draw_proportions(rng: np.random.Generator, n: int, shape) -> np.ndarray:
     """(n, 7) ratios (kinematics.PROPORTIONS): per-finger lengths share half their variation."""

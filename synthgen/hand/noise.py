@@ -141,8 +141,7 @@ def _flying_pixels(depth: np.ndarray, valid: np.ndarray, jump_mm: float, probabi
 
 
 #: Per-camera presets (docs/sensors.md gives the measurements and sources behind each).
-SENSORS: dict[str, SensorNoise] = {}
-SENSORS.update({
+SENSORS: dict[str, SensorNoise] = {
     # Kinect v1 / PrimeSense class (NYU): calibrated on the NYU test frame (docs/sensors.md).
     # Disparity step 3.4e-6 z² (1.9 mm at 750 mm, then stored as whole mm); little independent
     # per-pixel noise (the matching window smooths it into the quantisation steps).
@@ -160,4 +159,4 @@ SENSORS.update({
     # f ≈ 640 px, b = 50 mm; the left imager's occlusion band. From the vendor's figures.
     "active-stereo": SensorNoise(sigma_0=0.2, sigma_z2=2.5e-6, quantum_mm=1.0, edge_jump_mm=10.0, edge_dropout=0.5,
                                  holes_per_frame=2.0, hole_radius_px=4.0, shadow_baseline_mm=-50.0),
-})
+}

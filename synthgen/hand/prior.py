@@ -78,6 +78,9 @@ class PriorConfig:
             raise ValueError(f"grasp_weights: unknown grasp {sorted(unknown)[0]!r} (known: {', '.join(GRASPS)})")
         if not self.grasp_weights or min(self.grasp_weights.values()) < 0 or sum(self.grasp_weights.values()) <= 0:
             raise ValueError(f"grasp_weights: weights must be >= 0 and not all 0, got {self.grasp_weights}")
+        unknown = set(self.viewpoints) - set(VIEWPOINTS)
+        if unknown:
+            raise ValueError(f"viewpoints: unknown viewpoint {sorted(unknown)[0]!r} (known: {', '.join(VIEWPOINTS)})")
         weights = list(self.viewpoints.values())
         if not weights or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"viewpoints: weights must be >= 0 and not all 0, got {self.viewpoints}")

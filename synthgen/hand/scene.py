@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from synthgen.errors import InputError
-from synthgen.hand.prior import VIEWPOINTS, PriorConfig
+from synthgen.hand.prior import PriorConfig
 
 OBJECT_KINDS = ("sphere", "box", "cylinder", "bottle", "mug", "tool")
 SENSOR_NAMES = ("none", "structured-light", "sr305", "tof", "active-stereo")
@@ -215,12 +215,12 @@ def _validate(scene: SceneConfig) -> None:
         if not 0.0 <= p <= 1.0:
             raise InputError(f"{name}: a probability must lie in [0, 1], got {p}")
 
-    def interval(name: str, r: tuple[float, float], low: float = 0.0, strict: bool = True) -> None:
+    def interval(name: str, r: tuple[float, float], zero_allowed: bool = False) -> None:
         if len(r) != 2 or not all(np.isfinite(r)):
             raise InputError(f"{name}: expected [low, high], got {list(r)}")
         if r[0] > r[1]:
             raise InputError(f"{name}: low {r[0]} exceeds high {r[1]}")
-        if r[0] < low or (strict and r[0] <= low and low == 0.0):
+        if r[0] < 0 or (r[0] == 0 and not zero_allowed):
             raise InputError(f"{name}: sizes must be positive, got {list(r)}")
 
     f, o, b, s = scene.forearm, scene.objects, scene.background, scene.shape
@@ -243,7 +243,7 @@ def _validate(scene: SceneConfig) -> None:
     interval("objects.size_mm", o.size_mm)
     interval("objects.near_distance_mm", o.near_distance_mm)
     probability("background.probability", b.probability)
-    interval("background.gap_mm", b.gap_mm, strict=False)
+    interval("background.gap_mm", b.gap_mm, zero_allowed=True)
     if not 0.0 <= b.max_tilt_deg < 90.0:
         raise InputError(f"background.max_tilt_deg: expected a value in [0, 90), got {b.max_tilt_deg}")
     if s is not None:
@@ -261,21 +261,18 @@ def _validate(scene: SceneConfig) -> None:
         raise InputError(f"sensor: unknown sensor {scene.sensor!r} (known: {', '.join(SENSOR_NAMES)})")
     if scene.centering not in SCENE_CENTERINGS:
         raise InputError(f"centering: unknown rule {scene.centering!r} (known: {', '.join(SCENE_CENTERINGS)})")
-    unknown = set(scene.pose.viewpoints) - set(VIEWPOINTS)
-    if unknown:
-        raise InputError(f"pose.viewpoints: unknown viewpoint {sorted(unknown)[0]!r} (known: {', '.join(VIEWPOINTS)})")
 
 
 # --- meshes of fixed topology ------------------------------------------------------------------
 
 
-def _grid_faces(rows: int, cols: int, offset: int = 0, wrap: bool = True) -> np.ndarray:
+def _grid_faces(rows: int, cols: int) -> np.ndarray:
     """Quads between consecutive rows of a (rows, cols) vertex grid (columns wrap around)."""
-    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols if wrap else cols - 1), indexing="ij")
+    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols), indexing="ij")
     a = r * cols + c
     b = r * cols + (c + 1) % cols
     d, e = a + cols, b + cols
-    return offset + np.concatenate([np.stack([a, d, b], -1), np.stack([b, d, e], -1)]).reshape(-1, 3)
+    return np.concatenate([np.stack([a, d, b], -1), np.stack([b, d, e], -1)]).reshape(-1, 3)
 
 
 def _orient_outwards(faces: np.ndarray, vertices: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -335,11 +332,9 @@ def _template() -> _Template:
     # Sleeve: an inner ring (on the forearm) then the tube's rings; the annulus faces the wrist.
     sleeve_faces = _grid_faces(_TUBE_RINGS + 1, _TUBE_SEGMENTS)
     unit_sleeve = np.concatenate([unit_tube[:_TUBE_SEGMENTS] * [0.5, 1, 0.5], unit_tube])
-    inside = np.concatenate([np.zeros((2 * _TUBE_SEGMENTS, 3)), [[0, 0.5, 0]]])[:1]
     sleeve_inside = np.where((sleeve_faces < _TUBE_SEGMENTS).any(1)[:, None],
                              unit_sleeve[sleeve_faces].mean(1) + [0, -1, 0],  # annulus: outside is +y
                              (unit_sleeve * [0, 1, 0])[sleeve_faces].mean(1))
-    del inside
     sleeve_faces = _orient_outwards(sleeve_faces, unit_sleeve, sleeve_inside)
     sq_params, sq_faces = _superquadric_unit()
     counts = {"forearm": tube_n, "sleeve": tube_n + _TUBE_SEGMENTS, "parts": _PARTS * len(sq_params), "plane": 4}
@@ -365,17 +360,30 @@ def scene_faces(hand_vertices: int) -> np.ndarray:
 
 # --- drawing a batch ------------------------------------------------------------------------------
 
-# (e1, e2) exponents and relative half-axes (x, y, z; z is the part's long axis) of each part,
-# and where the second part sits relative to the first (in units of the first's half-axes).
+# (e1, e2) exponents of each part shape, and per object kind its parts: shape, relative
+# half-axes (x, y, z; z is the part's long axis) and where the part sits relative to the first
+# (in units of the first's half-axes).
 _SHAPES = {"sphere": (0.9, 0.9), "box": (0.2, 0.2), "cylinder": (0.2, 1.0)}
+_ORIGIN = (0, 0, 0)
 _OBJECTS = {
-    "sphere": [("sphere", (1.0, 1.0, 1.0), None)],
-    "box": [("box", (0.8, 0.55, 1.0), None)],
-    "cylinder": [("cylinder", (0.45, 0.45, 1.0), None)],
-    "bottle": [("cylinder", (0.45, 0.45, 1.0), None), ("cylinder", (0.17, 0.17, 0.35), (0, 0, 1.3))],
-    "mug": [("cylinder", (0.6, 0.6, 0.7), None), ("box", (0.25, 0.08, 0.4), (1.2, 0, 0))],
-    "tool": [("cylinder", (0.15, 0.15, 1.0), None), ("box", (0.5, 0.25, 0.2), (0, 0, 1.1))],
+    "sphere": [("sphere", (1.0, 1.0, 1.0), _ORIGIN)],
+    "box": [("box", (0.8, 0.55, 1.0), _ORIGIN)],
+    "cylinder": [("cylinder", (0.45, 0.45, 1.0), _ORIGIN)],
+    "bottle": [("cylinder", (0.45, 0.45, 1.0), _ORIGIN), ("cylinder", (0.17, 0.17, 0.35), (0, 0, 1.3))],
+    "mug": [("cylinder", (0.6, 0.6, 0.7), _ORIGIN), ("box", (0.25, 0.08, 0.4), (1.2, 0, 0))],
+    "tool": [("cylinder", (0.15, 0.15, 1.0), _ORIGIN), ("box", (0.5, 0.25, 0.2), (0, 0, 1.1))],
 }
+
+
+def _unit_part(e1: float, e2: float) -> np.ndarray:
+    """(P, 3) the superquadric of exponents (e1, e2) and unit half-axes on the template's grid."""
+    eta, omega = TEMPLATE.sq_params[:, 0], TEMPLATE.sq_params[:, 1]
+    return np.stack([_signed_power(np.cos(eta), e1) * _signed_power(np.cos(omega), e2),
+                     _signed_power(np.cos(eta), e1) * _signed_power(np.sin(omega), e2),
+                     _signed_power(np.sin(eta), e1)], -1)
+
+
+_UNIT_PARTS = {shape: _unit_part(*exponents) for shape, exponents in _SHAPES.items()}
 
 
 def _random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -465,25 +473,17 @@ class SceneGeometry:
         kinds = self.config.objects.kinds
         kind = rng.integers(0, len(kinds), n)
         aspect = rng.uniform(0.75, 1.25, (n, 3))
-        params = TEMPLATE.sq_params
-        out = np.zeros((n, 2, len(params), 3))
+        out = np.zeros((n, 2, len(TEMPLATE.sq_params), 3))
         half_x = np.zeros(n)
         for k, name in enumerate(kinds):
             rows = kind == k
             if not rows.any():
                 continue
+            first = size[rows, None] * np.array(_OBJECTS[name][0][1]) * aspect[rows]
             for p, (shape, axes, offset) in enumerate(_OBJECTS[name]):
-                e1, e2 = _SHAPES[shape]
                 radii = size[rows, None] * np.array(axes) * aspect[rows]
-                first = size[rows, None] * np.array(_OBJECTS[name][0][1]) * aspect[rows]
-                eta, omega = params[:, 0], params[:, 1]
-                unit = np.stack([_signed_power(np.cos(eta), e1) * _signed_power(np.cos(omega), e2),
-                                 _signed_power(np.cos(eta), e1) * _signed_power(np.sin(omega), e2),
-                                 _signed_power(np.sin(eta), e1)], -1)
-                centre = 0.0 if offset is None else first * np.array(offset)
-                out[rows, p] = unit[None] * radii[:, None] + (centre[:, None] if offset is not None else 0.0)
-                if p == 0:
-                    half_x[rows] = radii[:, 0]
+                out[rows, p] = _UNIT_PARTS[shape][None] * radii[:, None] + (first * np.array(offset))[:, None]
+            half_x[rows] = first[:, 0]
         return out, half_x
 
     def _objects(self, rng: np.random.Generator, n: int, scale: np.ndarray, held: bool,

@@ -631,10 +631,7 @@ def _init_from(model: CrossingNets, path: str, r: Recipe) -> None:
                   and ((k.startswith(head) and not k.startswith(radii)) or k not in theirs
                        or theirs[k].shape != ours[k].shape)}
     model.load_state_dict({k: ours[k] if k in fresh or k not in theirs else theirs[k] for k in ours})
-    # Root offsets say where crops are centred: a model moved to another centring rule keeps
-    # those of its new training data.
-    recentred = base.input_convention.centering != model.input_convention.centering
-    model.root_offset, model.latent = (model.root_offset if recentred else base.root_offset), base.latent
+    model.root_offset, model.latent = base.root_offset, base.latent  # a run that trains G refits both
     model.provenance["init_from"] = {"path": str(path), "checksum": base.checksum, "generator_from_base": same_generator,
                                      "fresh": sorted({k.rsplit(".", 1)[0] for k in fresh})}
 
