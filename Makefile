@@ -7,19 +7,19 @@ OUT ?= out/samples.zarr
 
 setup: .venv/.installed
 
-# Headless rendering: EGL ships with the image; OSMesa (the fallback) needs libosmesa6 and
-# PyOpenGL >= 3.1.7, which pyrender's pin (3.1.0) does not allow, hence the second pip step.
+# Headless rendering uses EGL (Mesa's libegl1 + libgl1-mesa-dri, or a GPU driver's EGL) through
+# the PyOpenGL version pyrender pins, so `pip check` stays clean (README, Install).
 .venv/.installed: pyproject.toml
-	@if command -v apt-get >/dev/null && ! dpkg -s libosmesa6 >/dev/null 2>&1; then \
-		(apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null) \
-		|| echo "warning: libosmesa6 not installed; rendering will use EGL only" >&2; fi
+	@if command -v apt-get >/dev/null && ! dpkg -s libegl1 libgl1-mesa-dri >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq libegl1 libgl1-mesa-dri >/dev/null) \
+		|| echo "warning: could not install libegl1 libgl1-mesa-dri; rendering needs an EGL driver" >&2; fi
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q 'pyopengl==3.1.10' 2>&1 | grep -v -e 'pyrender 0.1.45 requires' -e 'dependency resolver' -e 'is ignored' || true
+	$(PY) -m pip check
 	touch $@
 
-# The main job: N samples from the shipped default model (assets/models/default).
+# The main job: N samples from the shipped default model (synthgen/assets/models/default).
 sample: setup
 	.venv/bin/synthgen sample --n $(N) --out $(OUT) --overwrite
 	.venv/bin/synthgen info $(OUT)
@@ -75,7 +75,7 @@ model: data/train-clean.zarr data/train-noisy.zarr data/train-v2.zarr $(TEST_DAT
 	$(SG) train --recipe recipes/default-kinematic-posterior.toml
 	$(SG) train --recipe recipes/default-v2-posterior.toml
 	$(SG) train --recipe recipes/default-v2-generator.toml
-	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors assets/models/default/
+	cp $(MODEL_RUN)/model/config.json $(MODEL_RUN)/model/model.safetensors synthgen/assets/models/default/
 	cp $(MODEL_RUN)/eval.json docs/default_eval.json
 	cp $(MODEL_RUN)/eval.png docs/default_eval.png
 	cp $(MODEL_RUN)/metrics.csv docs/default_metrics.csv
@@ -83,9 +83,9 @@ model: data/train-clean.zarr data/train-noisy.zarr data/train-v2.zarr $(TEST_DAT
 	$(SG) estimate data/test-noisy.zarr --json > docs/estimate_test_noisy.json
 	$(SG) estimate data/test-v2.zarr --json > docs/estimate_test_v2.json
 
-# Retrain the realism feature network / independent pose estimator (assets/depthnet).
+# Retrain the realism feature network / independent pose estimator (synthgen/assets/depthnet).
 depthnet: data/train-clean.zarr data/train-noisy.zarr
-	$(PY) -m synthgen.models.depthnet --stores data/train-clean.zarr data/train-noisy.zarr --out assets/depthnet --steps 2500
+	$(PY) -m synthgen.models.depthnet --stores data/train-clean.zarr data/train-noisy.zarr --out synthgen/assets/depthnet --steps 2500
 
 # docs/realism.md: the default model's scores next to baseline and corrupted-baseline rows.
 realism: data/train-clean.zarr data/default-10k.zarr $(TEST_DATA)

@@ -1,4 +1,4 @@
-"""Rebuild assets/hand_mesh.npz, the rest-pose right-hand mesh and its skinning weights.
+"""Rebuild synthgen/assets/hand_mesh.npz, the rest-pose right-hand mesh and its skinning weights.
 
 Run from anywhere: `python assets/build_hand_mesh.py`. The output depends only on
 synthgen/hand/skeleton.py, so a change of the skeleton is followed by a rebuild, never by an
@@ -34,7 +34,7 @@ from synthgen.hand import skeleton  # noqa: E402
 from synthgen.hand.kinematics import HandPose, forward_kinematics  # noqa: E402
 
 ASSET_VERSION = 1
-OUTPUT = REPO_ROOT / "assets" / "hand_mesh.npz"
+OUTPUT = REPO_ROOT / "synthgen" / "assets" / "hand_mesh.npz"
 
 VOXEL_MM = 2.7  # grid step: gives ~18k faces, enough for a 128² crop, cheap to render
 TAUBIN_ITERATIONS = 10  # removes marching-cubes facets without shrinking thin fingers

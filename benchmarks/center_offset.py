@@ -1,7 +1,7 @@
 """Pose error against crop-centre offset: how much a model loses when a crop is not centred the
 way its training crops were.
 
-    python benchmarks/center_offset.py [--model assets/models/default] [--n 2000] [--seeds 0,1,2]
+    python benchmarks/center_offset.py [--model synthgen/assets/models/default] [--n 2000] [--seeds 0,1,2]
 
 On held-out baseline renders (data/test-clean.zarr, seed 101) each crop is cut again around its
 centre moved by a fixed distance in a random direction (data.crops.recenter_crops: exact for
@@ -48,7 +48,7 @@ def mean_error(estimator: PoseEstimator, depth: np.ndarray, pose: np.ndarray, ce
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "assets" / "models" / "default")
+    parser.add_argument("--model", type=Path, default=ROOT / "synthgen" / "assets" / "models" / "default")
     parser.add_argument("--store", type=Path, default=ROOT / "data" / "test-clean.zarr")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seeds", default="0,1,2")

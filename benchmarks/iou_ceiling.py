@@ -1,6 +1,6 @@
 """How high can G(Ali(Enc(pose))) silhouette IoU go? The pose code's own ceiling, measured.
 
-    python benchmarks/iou_ceiling.py [--model assets/models/default] [--n 2000]
+    python benchmarks/iou_ceiling.py [--model synthgen/assets/models/default] [--n 2000]
 
 G only sees the VAE's 20-d code of a pose (+ root offset), never the pose itself. So on held-out
 baseline renders (data/test-clean.zarr, seed 101) this compares, at each frame's own crop centre:
@@ -40,7 +40,7 @@ from synthgen.models import load, silhouette_metrics  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "assets" / "models" / "default")
+    parser.add_argument("--model", type=Path, default=ROOT / "synthgen" / "assets" / "models" / "default")
     parser.add_argument("--store", type=Path, default=ROOT / "data" / "test-clean.zarr")
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()

@@ -44,7 +44,7 @@ from synthgen.data.reader import open_store  # noqa: E402
 from synthgen.hand.camera import unproject  # noqa: E402
 
 SYNTHGEN = Path(sys.executable).parent / "synthgen"
-DEFAULT_MODEL = ROOT / "assets" / "models" / "default"
+DEFAULT_MODEL = ROOT / "synthgen" / "assets" / "models" / "default"
 
 
 def run(*args) -> str:

@@ -27,7 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHGEN = [sys.executable, str(ROOT / "cli.py")]
-DEFAULT_MODEL = ROOT / "assets" / "models" / "default"
+DEFAULT_MODEL = ROOT / "synthgen" / "assets" / "models" / "default"
 TRAIN_STORE = ROOT / "data" / "train-clean.zarr"
 
 

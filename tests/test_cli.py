@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.reader import open_store
 
 runner = CliRunner()

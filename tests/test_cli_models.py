@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.loading import load_arrays, store_digest
 from synthgen.data.reader import open_store
 from synthgen.models import load

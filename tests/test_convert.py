@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli import app
+from synthgen.cli import app
 from synthgen.conventions import LAYOUTS
 from synthgen.errors import InputError
 from synthgen.models import load

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.distributed import parse_scheduler, produce_on_dask, write_chunk_task
 from synthgen.data.loading import store_digest
 from synthgen.data.produce import produce, write_chunk

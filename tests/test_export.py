@@ -12,7 +12,7 @@ import scipy.io
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.conventions import CAMERAS, CROP_SIZE, LAYOUTS, NYU_EVAL_JOINTS
 from synthgen.data.export import export_store, paste_crop
 from synthgen.data.formats import open_dataset

@@ -26,7 +26,7 @@ from test_sampling import some_poses, tiny_model
 from test_store import make_samples, write_store
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.reader import open_store
 from synthgen.data.schema import shard_path
 from synthgen.data.verify import verify_store

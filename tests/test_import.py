@@ -16,7 +16,7 @@ import pytest
 import scipy.io
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.conventions import CAMERAS, CUBE_MM, LAYOUTS, NYU_EVAL_JOINTS
 from synthgen.data.formats import open_dataset
 from synthgen.data.crops import crop_frame

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.reader import open_store
 from synthgen.errors import InputError
 from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfig, GeneratorConfig
@@ -33,7 +33,7 @@ from synthgen.sampling import pipeline as pipeline_module
 
 BF16 = pipeline_module.bf16_supported()
 needs_default_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "config.json").is_file(),
-                                         reason="assets/models/default is not installed")
+                                         reason="the default model is not installed")
 
 
 def random_model(seed: int = 0, snap: float = 1.0, arch: str = "paper") -> CrossingNets:
@@ -357,7 +357,7 @@ def test_sample_cli_defaults_to_auto_and_records_the_check(small, tmp_path):
 
 
 def test_sample_and_generate_let_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
-    import cli
+    from synthgen import cli
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     cli._passive_openmp()

@@ -472,3 +472,58 @@ def test_a_baseline_renderer_skins_on_one_blas_thread_and_restores_the_pool(monk
         assert blas_threads() == before and before and max(before) == 2
     assert len(seen) == 2 and all(threads == [1] * len(before) for threads in seen)
     assert crops.depth.shape == (2 * baseline.RENDER_BLOCK, 128, 128) and (crops.depth < 1).any()
+
+
+# --- the pyrender reference -------------------------------------------------------------------
+
+
+def _agreement(fast: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Silhouette IoU and median |Δz| (same units) over the pixels both call surface."""
+    a, b = fast > 0, reference > 0
+    return (a & b).sum() / (a | b).sum(), float(np.median(np.abs(fast - reference)[a & b]))
+
+
+def test_pyrender_reference_draws_the_hands_the_batched_renderer_draws(mesh, crop_renderer):
+    """pyrender's scene (trimesh mesh, IntrinsicsCamera, OffscreenRenderer) on the same posed
+    hands: the same silhouettes and metric depth, to pyrender's 24-bit depth precision."""
+    from synthgen.hand.reference import PyrenderRenderer
+
+    pose = _facing_poses(np.random.default_rng(11), 48)
+    vertices = pose_vertices(mesh, pose).numpy()
+    centres = camera.hand_center(forward_kinematics(pose)[0].numpy())
+    views = [camera.crop_intrinsics(c) for c in centres]
+    reference = PyrenderRenderer(CROP.width, CROP.height)
+    expected = reference.render_batch(vertices, views)
+    fast = crop_renderer.render_batch(vertices, views)
+    for k in range(len(fast)):
+        iou, median_dz = _agreement(fast[k], expected[k])
+        assert iou >= 0.99 and median_dz < 0.1, (k, iou, median_dz)
+    assert (expected > 0).sum(axis=(1, 2)).min() > 500  # hands, not empty images
+    np.testing.assert_array_equal(reference.render(vertices[3], views[3]), expected[3])
+    with pytest.raises(ValueError, match="vertices"):
+        reference.render(vertices[0, :-1], views[0])
+    with pytest.raises(ValueError, match="intrinsics are"):
+        reference.render(vertices[0], camera.crop_intrinsics(centres[0], size=64))
+
+
+def test_render_with_pyrender_gives_the_batched_stores_crops(tmp_path):
+    """`render --renderer pyrender`: baseline v2 (forearm, objects, background, centre-of-mass
+    crops), sensor off so no random stream depends on the silhouette, crop for crop."""
+    from typer.testing import CliRunner
+
+    from synthgen.cli import app
+    from synthgen.data.reader import open_store
+
+    stores = {}
+    for renderer in ("batched", "pyrender"):
+        out = tmp_path / f"{renderer}.zarr"
+        result = CliRunner().invoke(app, ["render", "--n", "64", "--seed", "4", "--sensor", "none",
+                                          "--renderer", renderer, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        stores[renderer] = open_store(out)
+    fast, reference = (stores[r].depth[:].astype(np.float32) for r in ("batched", "pyrender"))
+    iou, median_dz = _agreement(1 - fast, 1 - reference)  # background is +1
+    assert iou >= 0.99 and median_dz * 125.0 < 0.1  # normalised by half the 250 mm cube
+    np.testing.assert_allclose(stores["pyrender"].center[:], stores["batched"].center[:], atol=0.05)
+    np.testing.assert_array_equal(stores["pyrender"].pose[:], stores["batched"].pose[:])
+    assert stores["pyrender"].metadata.parameters["renderer"] == "pyrender"

@@ -11,7 +11,7 @@ import pytest
 from scipy import linalg
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.schema import SampleBatch, StoreMetadata
 from synthgen.data.writer import StoreWriter
 from synthgen.models import depthnet

@@ -37,7 +37,7 @@ from test_sampling import some_poses, tiny_model
 from test_store import make_samples, metadata, store_files
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.reader import open_store
 from synthgen.data.schema import (CHECKSUMS_ATTR, SampleBatch, StoreWriteError, attributes_digest, file_sha256,
                                   shard_path)
@@ -71,7 +71,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def cli_process(*args: object, env: dict | None = None, **popen) -> subprocess.Popen:
     """The real command line in its own process (`python -m cli ...`)."""
-    return subprocess.Popen([sys.executable, "-m", "cli", *map(str, args)], cwd=ROOT, env=env, **popen)
+    return subprocess.Popen([sys.executable, "-m", "synthgen", *map(str, args)], cwd=ROOT, env=env, **popen)
 
 
 # --- 1. kill -9 at random moments, then --resume --------------------------------------------------
@@ -98,7 +98,7 @@ def run_state(out: Path) -> str:
     return f"{_markers(out)} chunk(s) written"
 
 
-@pytest.mark.skipif(not (ROOT / "assets/models/default/config.json").is_file(), reason="no default model")
+@pytest.mark.skipif(not (ROOT / "synthgen/assets/models/default/config.json").is_file(), reason="no default model")
 @pytest.mark.parametrize("command", sorted(KILL_COMMANDS))
 def test_kill_9_at_random_moments_then_resume_is_byte_identical(tmp_path, command, capsys):
     """SIGKILL at seeded random moments of each phase of a run, each kill followed by the same
@@ -725,7 +725,7 @@ FS_DRIVER = r"""
 import hashlib, json, shutil, sys
 from pathlib import Path
 from typer.testing import CliRunner
-from cli import app
+from synthgen.cli import app
 root = Path(sys.argv[1])
 def tree():
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"

@@ -2,7 +2,7 @@
 
 A tiny random CrossingNets (4-channel generator) stands in for the trained model, so these
 tests check the machinery, not the model's quality; the one check that needs a trained model
-(encode → decode accuracy at interpolation endpoints) skips when assets/models/default is absent.
+(encode → decode accuracy at interpolation endpoints) skips when the default model is absent.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.reader import open_store
 from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfig, GaussianStats, GeneratorConfig
 from synthgen.sampling import (BLOCK_SIZE, DEFAULT_MODEL_DIR, LatentPrior, PriorSource, SamplingPipeline,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.conventions import CAMERAS, JOINT_NAMES, Intrinsics
 from synthgen.data.formats.common import refine_center
 from synthgen.hand import camera

@@ -17,7 +17,7 @@ import zarr
 from test_store import make_samples, metadata, write_store
 from typer.testing import CliRunner
 
-from cli import app
+from synthgen.cli import app
 from synthgen.data.reader import open_store
 from synthgen.data.schema import (CHECKSUMS_ATTR, CorruptStoreError, IncompleteStoreError, attributes_digest,
                                   file_sha256, shard_path)

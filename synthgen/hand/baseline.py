@@ -30,6 +30,7 @@ from synthgen.hand.kinematics import HandPose, forward_kinematics
 from synthgen.hand.mesh import HandMesh, skinning_coefficients
 from synthgen.hand.noise import SENSORS, SensorNoise
 from synthgen.hand.prior import sample_poses
+from synthgen.hand.reference import PyrenderRenderer
 from synthgen.hand.render import DepthRenderer
 from synthgen.hand.scene import SceneConfig, SceneGeometry, scene_faces
 from synthgen.memory import BufferPool
@@ -43,6 +44,8 @@ RENDER_BLOCK = 64
 #: a centre that would move farther stops there (docs/baseline.md says how often). The centre
 #: is found at 1/COM_STRIDE of the view's resolution.
 WIDE_VIEW, COM_STRIDE = 1.5, 4
+#: How meshes become depth maps: the batched OpenGL renderer, or pyrender's scene (the reference).
+RENDERERS = {"batched": DepthRenderer, "pyrender": PyrenderRenderer}
 
 
 def store_convention(scene: SceneConfig) -> InputConvention:
@@ -74,11 +77,14 @@ class BaselineRenderer:
     noise: SensorNoise | None = None  # replaces the scene's sensor when given
     cube_mm: float = CUBE_MM
     crop_size: int = CROP_SIZE
+    renderer: str = "batched"  # a key of RENDERERS
 
     def __post_init__(self) -> None:
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"renderer must be one of {sorted(RENDERERS)}, got {self.renderer!r}")
         self._mesh: HandMesh | None = None
-        self._renderer: DepthRenderer | None = None
-        self._scene_renderer: DepthRenderer | None = None
+        self._renderer: DepthRenderer | PyrenderRenderer | None = None
+        self._scene_renderer: DepthRenderer | PyrenderRenderer | None = None
         self._buffers = BufferPool(4)  # the chunks in flight in one process (made, queued, written)
         if self.noise is None and self.scene.sensor != "none":
             self.noise = SENSORS[self.scene.sensor]
@@ -99,6 +105,7 @@ class BaselineRenderer:
             "scene": self.scene.to_dict(),
             "noise": None if self.noise is None else self.noise.to_dict(),
             "camera": self.camera_name,
+            "renderer": self.renderer,
         }
 
     def recycle(self, chunk: RenderedCrops) -> None:
@@ -165,15 +172,15 @@ class BaselineRenderer:
     def _start(self) -> None:
         if self._renderer is None:
             self._mesh = HandMesh.load()
-            self._renderer = DepthRenderer(self.crop_size, self.crop_size)
+            self._renderer = RENDERERS[self.renderer](self.crop_size, self.crop_size)
 
-    def _scene_renderer_for(self) -> DepthRenderer:
+    def _scene_renderer_for(self) -> DepthRenderer | PyrenderRenderer:
         """One renderer of hand + scene: `crop_size`² over the cube, or for centre-of-mass
         crops a wider view at the same pixel density that every crop is cut from."""
         if self._scene_renderer is None:
             faces = np.concatenate([self._mesh.faces, scene_faces(len(self._mesh.vertices))])
             size = self._view_size()
-            self._scene_renderer = DepthRenderer(size, size, faces=faces)
+            self._scene_renderer = RENDERERS[self.renderer](size, size, faces=faces)
         return self._scene_renderer
 
     def _view_size(self) -> int:

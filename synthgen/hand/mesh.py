@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthgen.assets import HAND_MESH
 from synthgen.conventions import NUM_JOINTS
 from synthgen.hand.kinematics import HandPose, skinning_transforms
 
-#: Built by assets/build_hand_mesh.py from the skeleton; rebuild it, never edit it.
-DEFAULT_MESH_PATH = Path(__file__).resolve().parents[2] / "assets" / "hand_mesh.npz"
+#: Built by assets/build_hand_mesh.py (in the repository) from the skeleton; rebuild it, never edit it.
+DEFAULT_MESH_PATH = HAND_MESH
 INFLUENCES = 4  # (joint, weight) pairs per vertex
 
 

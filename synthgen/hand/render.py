@@ -11,13 +11,13 @@ depth: precise at every distance, no far plane), which the readback turns back i
 
 Backend: PyOpenGL binds its platform (EGL, OSMesa, GLX) when `OpenGL` is first imported and
 cannot switch afterwards, so the choice is made before OpenGL is imported: the `backend`
-argument, else $SYNTHGEN_GL, else $PYOPENGL_PLATFORM, else EGL when an EGL device can be opened
-(probed through ctypes, without importing OpenGL), else OSMesa. EGL comes first because it ships
-with the base image, while OSMesa needs libosmesa6 and PyOpenGL >= 3.1.7 beyond pyrender's pin.
-The headless context is made here as pyrender's platform classes make it (EGL through libEGL,
-OSMesa through PyOpenGL): importing pyrender for those few calls (it brings trimesh, pyglet and
-its viewer) cost every rendering process ~0.5 s of CPU at start-up. What is drawn is this module's
-own, so both backends give identical depth maps at the same speed on llvmpipe.
+argument, else $SYNTHGEN_GL, else $PYOPENGL_PLATFORM, else EGL. EGL works with pyrender's
+PyOpenGL pin (3.1.0) on any EGL device, Mesa's llvmpipe (CPU) included; OSMesa needs libosmesa6
+and PyOpenGL >= 3.1.7, beyond that pin, so it is opt-in. The headless context is made through
+PyOpenGL's EGL (or OSMesa) bindings as pyrender's platform classes make it, without importing
+pyrender (it brings trimesh, pyglet and its viewer: ~0.7 s of CPU at every rendering process's
+start). What is drawn is this module's own, so both backends give identical depth maps at the
+same speed on llvmpipe. `synthgen.hand.reference` draws the same meshes through pyrender's scene.
 
 Throughput: at 128² a hand's ~8.8k front-facing triangles are about a pixel each, and
 llvmpipe's time goes to vertex processing, triangle setup and binning in the calling thread and
@@ -79,68 +79,7 @@ void main() {}  // depth only
 """
 
 
-EGL_PLATFORM_DEVICE_EXT = 0x313F
-
-
-def _egl_library():
-    library = ctypes.util.find_library("EGL")
-    if library is None:
-        return None
-    try:
-        egl = ctypes.CDLL(library)
-    except OSError:
-        return None
-    pointer, uint = ctypes.c_void_p, ctypes.c_uint
-    for name, restype, argtypes in (
-        ("eglGetProcAddress", pointer, [ctypes.c_char_p]),
-        ("eglInitialize", uint, [pointer, pointer, pointer]),
-        ("eglTerminate", uint, [pointer]),
-        ("eglChooseConfig", uint, [pointer, pointer, pointer, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]),
-        ("eglBindAPI", uint, [uint]),
-        ("eglCreateContext", pointer, [pointer, pointer, pointer, pointer]),
-        ("eglMakeCurrent", uint, [pointer, pointer, pointer, pointer]),
-        ("eglGetCurrentContext", pointer, []),
-        ("eglDestroyContext", uint, [pointer, pointer]),
-        ("eglGetError", ctypes.c_int, []),
-    ):
-        function = getattr(egl, name)
-        function.restype, function.argtypes = restype, argtypes
-    return egl
-
-
-def _egl_device_display(egl) -> int | None:
-    """The initialised EGLDisplay of device $EGL_DEVICE_ID (default 0), or None.
-
-    Every call returns the same display for the same device; it stays initialised until
-    eglTerminate, which ends every context made on it.
-    """
-    query_address = egl.eglGetProcAddress(b"eglQueryDevicesEXT")
-    display_address = egl.eglGetProcAddress(b"eglGetPlatformDisplayEXT")
-    if not (query_address and display_address):
-        return None
-    query_devices = ctypes.CFUNCTYPE(
-        ctypes.c_uint, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int)
-    )(query_address)
-    get_display = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p)(display_address)
-    devices = (ctypes.c_void_p * 16)()
-    count = ctypes.c_int(0)
-    device_index = int(os.environ.get("EGL_DEVICE_ID", "0"))
-    if not query_devices(16, devices, ctypes.byref(count)) or device_index >= count.value:
-        return None
-    display = get_display(EGL_PLATFORM_DEVICE_EXT, devices[device_index], None)
-    if not display or not egl.eglInitialize(display, None, None):
-        return None
-    return display
-
-
-def _egl_device_opens() -> bool:
-    """Whether EGL can initialise a device display, as an EGL context will ask it to."""
-    egl = _egl_library()
-    display = None if egl is None else _egl_device_display(egl)
-    if display is None:
-        return False
-    egl.eglTerminate(display)
-    return True
+EGL_PLATFORM_DEVICE_EXT = 0x313F  # EGL_EXT_platform_device, which PyOpenGL 3.1.0 does not bind
 
 
 def select_backend(requested: str | None = None) -> str:
@@ -159,11 +98,11 @@ def select_backend(requested: str | None = None) -> str:
             raise RuntimeError(f"this process already uses OpenGL backend {current!r}, cannot switch to {requested!r}")
         return current
     if requested is None:
-        requested = current if current in BACKENDS else ("egl" if _egl_device_opens() else "osmesa")
+        requested = current if current in BACKENDS else "egl"
     if requested == "osmesa" and _version_tuple(importlib.metadata.version("PyOpenGL")) < (3, 1, 7):
         raise RuntimeError(
-            "OSMesa rendering needs PyOpenGL >= 3.1.7 (pyrender pins 3.1.0); "
-            "run `pip install 'pyopengl==3.1.10'` after installing synthgen"
+            "OSMesa rendering needs PyOpenGL >= 3.1.7 (pyrender pins 3.1.0): "
+            "`pip install 'pyopengl==3.1.10'` after installing synthgen (pip check then reports the pin)"
         )
     os.environ["PYOPENGL_PLATFORM"] = requested
     return requested
@@ -173,57 +112,77 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
-class _EGLContext:
-    """A current OpenGL 4.1 core context on the EGL device, with no surface (framebuffers only).
+def _egl_device_display():
+    """The initialised EGLDisplay of EGL device $EGL_DEVICE_ID (default 0), as pyrender's
+    EGL platform opens it; every call returns the same display for the same device."""
+    from OpenGL import EGL
 
-    All contexts of a process share the device's one EGLDisplay, so only the last one to be
-    released terminates it: terminating it earlier would end every other context.
+    query_address = EGL.eglGetProcAddress(b"eglQueryDevicesEXT")
+    display_address = EGL.eglGetProcAddress(b"eglGetPlatformDisplayEXT")
+    if not (query_address and display_address):
+        raise RuntimeError("the EGL library lacks EGL_EXT_device_enumeration, which headless rendering needs")
+    query_devices = ctypes.CFUNCTYPE(EGL.EGLBoolean, EGL.EGLint, ctypes.POINTER(ctypes.c_void_p),
+                                     ctypes.POINTER(EGL.EGLint))(query_address)
+    get_display = ctypes.CFUNCTYPE(EGL.EGLDisplay, EGL.EGLenum, ctypes.c_void_p, ctypes.c_void_p)(display_address)
+    devices, count = (ctypes.c_void_p * 16)(), EGL.EGLint(0)
+    device_index = int(os.environ.get("EGL_DEVICE_ID", "0"))
+    if not query_devices(16, devices, ctypes.byref(count)) or device_index >= count.value:
+        raise RuntimeError(f"no EGL device {device_index} for headless rendering ({count.value} found); "
+                           "install Mesa's EGL (libegl1, libgl1-mesa-dri) or set SYNTHGEN_GL=osmesa")
+    display = get_display(EGL_PLATFORM_DEVICE_EXT, devices[device_index], None)
+    major, minor = EGL.EGLint(), EGL.EGLint()
+    if not display or not EGL.eglInitialize(display, major, minor):
+        raise RuntimeError(f"cannot initialise EGL device {device_index} for headless rendering")
+    return display
+
+
+class _EGLContext:
+    """A current OpenGL 4.1 core context on an EGL device, with no surface (framebuffers only).
+
+    Made through PyOpenGL's EGL bindings with pyrender's attributes. The device's display is
+    left initialised: eglTerminate would end every context on it, pyrender's included.
     """
 
-    open_contexts = 0
-
     def __init__(self) -> None:
-        egl = self._egl = _egl_library()
-        self._display = None if egl is None else _egl_device_display(egl)
-        if self._display is None:
-            raise RuntimeError("cannot open an EGL device display for headless rendering")
-        egl_none = 0x3038
-        config_attributes = (ctypes.c_int * 15)(
-            0x3033, 0x0001,  # EGL_SURFACE_TYPE: EGL_PBUFFER_BIT
-            0x3022, 8, 0x3023, 8, 0x3024, 8,  # EGL_BLUE_SIZE, EGL_GREEN_SIZE, EGL_RED_SIZE
-            0x3025, 24,  # EGL_DEPTH_SIZE
-            0x3040, 0x0008,  # EGL_RENDERABLE_TYPE: EGL_OPENGL_BIT
-            0x3042, 0x0008,  # EGL_CONFORMANT: EGL_OPENGL_BIT
-            egl_none,
-        )
-        context_attributes = (ctypes.c_int * 7)(
-            0x3098, 4, 0x30FB, 1,  # EGL_CONTEXT_MAJOR_VERSION, EGL_CONTEXT_MINOR_VERSION
-            0x30FD, 0x0001,  # EGL_CONTEXT_OPENGL_PROFILE_MASK: EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT
-            egl_none,
-        )
-        config, count = ctypes.c_void_p(), ctypes.c_int(0)
-        egl_opengl_api = 0x30A2
-        if not (egl.eglChooseConfig(self._display, config_attributes, ctypes.byref(config), 1, ctypes.byref(count))
-                and count.value and egl.eglBindAPI(egl_opengl_api)):
-            raise RuntimeError(f"EGL offers no OpenGL configuration (error {egl.eglGetError():#x})")
-        self._context = egl.eglCreateContext(self._display, config, None, context_attributes)
+        from OpenGL import EGL, arrays
+
+        self._egl = EGL
+        self._display = _egl_device_display()
+        config_attributes = arrays.GLintArray.asArray([
+            EGL.EGL_SURFACE_TYPE, EGL.EGL_PBUFFER_BIT,
+            EGL.EGL_BLUE_SIZE, 8, EGL.EGL_GREEN_SIZE, 8, EGL.EGL_RED_SIZE, 8, EGL.EGL_DEPTH_SIZE, 24,
+            EGL.EGL_RENDERABLE_TYPE, EGL.EGL_OPENGL_BIT, EGL.EGL_CONFORMANT, EGL.EGL_OPENGL_BIT,
+            EGL.EGL_NONE,
+        ])
+        context_attributes = arrays.GLintArray.asArray([
+            EGL.EGL_CONTEXT_MAJOR_VERSION, 4, EGL.EGL_CONTEXT_MINOR_VERSION, 1,
+            EGL.EGL_CONTEXT_OPENGL_PROFILE_MASK, EGL.EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT,
+            EGL.EGL_NONE,
+        ])
+        configs, count = (EGL.EGLConfig * 1)(), EGL.EGLint()
+        if not (EGL.eglChooseConfig(self._display, config_attributes, configs, 1, count) and count.value
+                and EGL.eglBindAPI(EGL.EGL_OPENGL_API)):
+            raise RuntimeError(f"EGL offers no OpenGL configuration (error {EGL.eglGetError():#x})")
+        self._context = EGL.eglCreateContext(self._display, configs[0], EGL.EGL_NO_CONTEXT, context_attributes)
         if not self._context:
-            raise RuntimeError(f"cannot create an OpenGL 4.1 core context on EGL (error {egl.eglGetError():#x})")
-        _EGLContext.open_contexts += 1
+            raise RuntimeError(f"cannot create an OpenGL 4.1 core context on EGL (error {EGL.eglGetError():#x})")
         self.make_current()
 
     def make_current(self) -> None:
-        if self._egl.eglGetCurrentContext() != self._context:
-            if not self._egl.eglMakeCurrent(self._display, None, None, self._context):
-                raise RuntimeError(f"eglMakeCurrent failed (error {self._egl.eglGetError():#x})")
+        egl = self._egl
+        if ctypes.cast(egl.eglGetCurrentContext(), ctypes.c_void_p).value != self._address:
+            if not egl.eglMakeCurrent(self._display, egl.EGL_NO_SURFACE, egl.EGL_NO_SURFACE, self._context):
+                raise RuntimeError(f"eglMakeCurrent failed (error {egl.eglGetError():#x})")
+
+    @property
+    def _address(self) -> int | None:
+        return ctypes.cast(self._context, ctypes.c_void_p).value
 
     def release(self) -> None:
-        if self._egl.eglGetCurrentContext() == self._context:
-            self._egl.eglMakeCurrent(self._display, None, None, None)
-        self._egl.eglDestroyContext(self._display, self._context)
-        _EGLContext.open_contexts -= 1
-        if _EGLContext.open_contexts == 0:
-            self._egl.eglTerminate(self._display)
+        egl = self._egl
+        if ctypes.cast(egl.eglGetCurrentContext(), ctypes.c_void_p).value == self._address:
+            egl.eglMakeCurrent(self._display, egl.EGL_NO_SURFACE, egl.EGL_NO_SURFACE, egl.EGL_NO_CONTEXT)
+        egl.eglDestroyContext(self._display, self._context)
 
 
 class _OSMesaContext:

@@ -14,7 +14,7 @@ two jobs in `synthgen.realism`:
   every distance and blur or noise would barely register (measured: FD ×1.3 → ×3.7 for
   10 mm noise, ×14 for a 1 px blur, relative to two independent baseline samples).
 
-Weights ship in `assets/depthnet/` (safetensors + config.json with provenance: training stores,
+Weights ship in `synthgen/assets/depthnet/` (safetensors + config.json with provenance: training stores,
 their digest, seed, steps, held-out error). `VERSION` names the architecture + training recipe;
 scores computed with different versions are not comparable, so score.json records it.
 """
@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import synthgen
+from synthgen.assets import DEPTHNET
 from synthgen.conventions import CUBE_MM, NUM_JOINTS
 from synthgen.models.checkpoint import (CONFIG, WEIGHTS, CheckpointError, _checkpoint_dir,
                                         _read_bytes, _read_json, _verified_tensors)
@@ -43,7 +44,7 @@ from synthgen.outputs import write_bytes_atomically
 
 FORMAT = "synthgen.depthnet"
 VERSION = "depthnet-v1"
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "assets" / "depthnet"
+DEFAULT_DIR = DEPTHNET
 #: channels_last runs these convolutions 1.3–1.5× faster on CPU (measured, training and inference).
 CHANNELS_LAST = torch.channels_last
 SCALE_SAMPLES = 4096  # training crops that fix the embedding's group scales
@@ -287,7 +288,7 @@ def joint_errors_mm(net: DepthNet, depth: np.ndarray, joints_norm: np.ndarray, c
 
 
 def main(argv: list[str] | None = None) -> None:
-    """python -m synthgen.models.depthnet --stores A.zarr B.zarr --out assets/depthnet [--steps N]"""
+    """python -m synthgen.models.depthnet --stores A.zarr B.zarr --out synthgen/assets/depthnet [--steps N]"""
     import argparse
 
     from synthgen.data.loading import load_arrays

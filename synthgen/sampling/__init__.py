@@ -1,9 +1,9 @@
 """Sampling pipelines: compose the pose decoder and the depth generator with a latent strategy.
 
     from synthgen.models import load
-    from synthgen.sampling import PriorSource, SamplingPipeline, LatentPrior
+    from synthgen.sampling import DEFAULT_MODEL_DIR, PriorSource, SamplingPipeline, LatentPrior
 
-    model = load("assets/models/default")
+    model = load(DEFAULT_MODEL_DIR)
     source = PriorSource(model, seed=0, prior=LatentPrior(truncation=2.0))
     samples = source.make_chunk(0, 16)          # GeneratedSamples: depth, pose, center, latent
 

@@ -68,6 +68,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthgen.assets import DEFAULT_MODEL
 from synthgen.conventions import CUBE_MM
 from synthgen.data.schema import DEFAULT_CHUNK_SIZE, SampleBatch
 from synthgen.data.writer import StoreWriter
@@ -88,7 +89,7 @@ MAX_PRODUCERS = 4
 FAST_TOLERANCE_MM = 1.0
 PRECISIONS = ("fp32", "fp32-fast", "bf16", "auto")
 FAST_DTYPES = {"fp32-fast": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
+DEFAULT_MODEL_DIR = DEFAULT_MODEL
 
 # Random streams of a chunk: independent generators, so adding one never shifts another.
 LATENT_STREAM, CENTER_STREAM, NOISE_STREAM = 0, 1, 2

@@ -1,0 +1,5 @@
+"""`python -m synthgen ARGS` runs the `synthgen` command."""
+
+from synthgen.cli import main
+
+main()
