@@ -114,41 +114,21 @@ def _check_scheduler(scheduler: Optional[str], workers: int) -> None:
 
 @contextmanager
 def _progress(total: int, label: str):
-    """A rich progress bar with samples/s and ETA; yields an `advance(n)` hook for the library."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    """Progress of `total` samples (synthgen.progress); yields an `advance(n)` hook for the library."""
+    from synthgen.progress import ProgressDisplay
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]} samples/s"), TimeElapsedColumn(), TimeRemainingColumn())
-    start = time.perf_counter()
-    with Progress(*columns, transient=False, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(label, total=total, rate="-")
-
-        def advance(n: int) -> None:
-            done = bar.tasks[0].completed + n
-            bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - start, 1e-9):,.0f}")
-
-        yield advance
+    with ProgressDisplay() as display:
+        yield display.counter(label, total)
 
 
 @contextmanager
-def _stage_progress():
-    """One progress bar per training stage, created when the stage reports its first step."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _stage_progress(unit: str = "steps", units: dict[str, str] | None = None):
+    """Progress per named stage, counted in `unit` (or `units[stage]`); yields a
+    `progress(stage, done, total)` hook for the library."""
+    from synthgen.progress import ProgressDisplay
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), disable=not sys.stderr.isatty()) as bar:
-        tasks: dict[str, int] = {}
-
-        def hook(event: dict) -> None:
-            stage = event["stage"]
-            if stage == "eval":
-                return
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=event["stage_steps"])
-            bar.update(tasks[stage], completed=event["stage_step"])
-
-        yield hook
+    with ProgressDisplay() as display:
+        yield lambda stage, done, total: display.stage(stage, done, total, (units or {}).get(stage, unit))
 
 
 @app.command()
@@ -234,7 +214,8 @@ def verify(store: Annotated[Path, typer.Argument(help="A synthgen Zarr store.")]
     """Check a store end to end: schema, metadata, shapes and counts, checksums, every value."""
     from synthgen.data.verify import MAX_LISTED_PROBLEMS, require_valid, verify_store
 
-    report = verify_store(store)
+    with _stage_progress("chunks") as progress:
+        report = verify_store(store, progress=progress)
     for note in report.notes:
         typer.echo(f"note: {note}")
     for problem in report.problems[:MAX_LISTED_PROBLEMS]:
@@ -341,7 +322,11 @@ def train(
     first = open_store(stores[0])
     data = TrainingData(depth=depth, pose=pose, center=center, data_digest=digest, joint_layout=first.joint_layout,
                         input_convention=first.input_convention)
-    with _stage_progress() as hook:
+    with _stage_progress() as stage:
+        def hook(event: dict) -> None:
+            if event["stage"] != "eval":
+                stage(event["stage"], event["stage_step"], event["stage_steps"])
+
         model = run_training(r, data, out_dir, progress=hook, resume=resume)
     results = json.loads((Path(out_dir or r.out_dir) / "eval.json").read_text())
     typer.echo(f"trained {r.name}: held-out mean joint error {results['pose']['mean_joint_error_mm']:.2f} mm, "
@@ -393,10 +378,12 @@ def estimate(
     poses = np.empty((len(data), net.config.vae.num_joints, 3), dtype=np.float32)
     estimator = PoseEstimator(net)
     start = time.perf_counter()
-    for i in range(0, len(data), batch_size):
-        batch = data.read(slice(i, min(i + batch_size, len(data))))
-        depth = adapt_depth(batch.depth, stored, wanted, data.metadata.cube_mm)
-        poses[i:i + len(batch)] = estimator(torch.from_numpy(depth), torch.from_numpy(batch.center)).numpy()
+    with _progress(len(data), "estimate") as advance:
+        for i in range(0, len(data), batch_size):
+            batch = data.read(slice(i, min(i + batch_size, len(data))))
+            depth = adapt_depth(batch.depth, stored, wanted, data.metadata.cube_mm)
+            poses[i:i + len(batch)] = estimator(torch.from_numpy(depth), torch.from_numpy(batch.center)).numpy()
+            advance(len(batch))
     elapsed = time.perf_counter() - start
     if out is not None:
         with atomic_output(out, overwrite) as partial:
@@ -731,23 +718,6 @@ def walk(
 # --- realism (synthgen.realism) -----------------------------------------------------------------
 
 
-@contextmanager
-def _staged_progress():
-    """One rich bar per named stage of a long job; yields a `progress(stage, done, total)` hook."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not sys.stderr.isatty()) as bar:
-        tasks: dict[str, int] = {}
-
-        def hook(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        yield hook
-
-
 @app.command()
 def score(
     store: Annotated[Path, typer.Argument(help="The store to score (e.g. from `synthgen sample`).")],
@@ -777,6 +747,7 @@ def score(
     from synthgen.realism import ScoreSettings, write_report
     from synthgen.realism import score as score_store
     from synthgen.realism.report import check_output_dir
+    from synthgen.realism.score import STAGE_UNITS
 
     out = out if out is not None else store.with_suffix(".score")
     check_output_dir(out, overwrite)
@@ -785,7 +756,7 @@ def score(
                              reference_scene=reference_scene)
     start = time.perf_counter()
     try:
-        with _staged_progress() as hook:
+        with _stage_progress("samples", STAGE_UNITS) as hook:
             result = score_store(store, reference=reference, train=train, settings=settings, feature_net=feature_net,
                                  allow_incomplete=allow_incomplete, progress=hook)
     except CheckpointError as e:

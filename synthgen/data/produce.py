@@ -2,7 +2,9 @@
 
 A *chunk source* is any picklable object with `make_chunk(chunk_index, count)` returning
 arrays `depth`, `pose`, `center` (and optionally `latent`) for that chunk, and optionally
-`recycle(chunk)`, called once the chunk is written, to reuse its buffers. Sources make each
+`recycle(chunk)`, called once the chunk is written, to reuse its buffers. A source whose
+`make_chunk` also takes `callback` (called with the samples each step made) says so with
+`reports_steps = True`: progress then moves within chunks. Sources make each
 chunk a pure function of (seed, chunk index), and each chunk is written by exactly one process
 into its own files, so the store is byte-identical whatever the number of workers.
 
@@ -115,6 +117,11 @@ def write_chunks(writer: StoreWriter, source: ChunkSource, chunks: Iterable[int]
         raise failures[0]
 
 
+def _reports_steps(source: ChunkSource) -> bool:
+    """Whether `source.make_chunk` takes a `callback` for progress within a chunk."""
+    return bool(getattr(source, "reports_steps", False))
+
+
 def _serialised(function: Callable[[int], None]) -> Callable[[int], None]:
     lock = threading.Lock()
 
@@ -152,7 +159,7 @@ def produce(writer: StoreWriter, source: ChunkSource, *, workers: int = 1,
     """
     todo = writer.missing_chunks()
     if workers <= 1 or len(todo) <= 1:
-        write_chunks(writer, source, todo, on_progress)
+        write_chunks(writer, source, todo, on_progress, progress_per_step=_reports_steps(source))
     else:
         _produce_in_processes(writer, source, todo, min(workers, len(todo)), on_progress)
     if finalize:
@@ -208,7 +215,7 @@ def _produce_in_processes(writer: StoreWriter, source: ChunkSource, todo: list[i
                                    name="synthgen-worker-watcher", daemon=True)
         watcher.start()
         try:
-            write_chunks(writer, source, own_chunks(), report)
+            write_chunks(writer, source, own_chunks(), report, progress_per_step=_reports_steps(source))
             watcher.join()  # until every helper has finished, or one failed
         except BaseException:
             stop.set()
@@ -268,7 +275,8 @@ def _worker_main(working_path: str, source: ChunkSource, tasks, events, rank: in
     reported on `events` once written."""
     try:
         writer = StoreWriter.open_existing(working_path)
-        write_chunks(writer, source, iter(tasks.get, None), lambda count: events.put(("written", rank, count)))
+        write_chunks(writer, source, iter(tasks.get, None), lambda count: events.put(("written", rank, count)),
+                     progress_per_step=_reports_steps(source))
         events.put(("finished", rank, None))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
         description = f"worker process {rank}: {type(error).__name__}: {error}"

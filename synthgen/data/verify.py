@@ -19,6 +19,7 @@ Problems are collected rather than raised one at a time, so one run lists everyt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,10 @@ class VerifyReport:
                 f"{self.num_chunks} chunk(s); {arrays}; metadata complete; {sums}; values in range")
 
 
-def verify_store(path: str | Path) -> VerifyReport:
-    """Run every check on the store at `path`; raises only when `path` is no store at all."""
+def verify_store(path: str | Path, progress: Callable[[str, int, int], None] | None = None) -> VerifyReport:
+    """Run every check on the store at `path`; raises only when `path` is no store at all.
+
+    progress(stage, done, total), if given, hears of each chunk hashed and decoded."""
     path = Path(path)
     report = VerifyReport(path)
     if not path.exists() and working_path_for(path).exists():
@@ -97,8 +100,9 @@ def verify_store(path: str | Path) -> VerifyReport:
     if metadata is None:
         return report  # without sizes and layout, nothing below can be checked meaningfully
     arrays = _check_arrays(group, attrs, metadata, report)
-    _check_checksums(path, attrs, arrays, report)
-    _check_values(arrays, attrs["layout"]["chunk_size"], report)
+    progress = progress or (lambda stage, done, total: None)
+    _check_checksums(path, attrs, arrays, report, progress)
+    _check_values(arrays, attrs["layout"]["chunk_size"], report, progress)
     return report
 
 
@@ -207,7 +211,7 @@ def _check_arrays(group: zarr.Group, attrs: dict[str, Any], metadata: StoreMetad
 
 
 def _check_checksums(path: Path, attrs: dict[str, Any], arrays: dict[str, zarr.Array],
-                     report: VerifyReport) -> None:
+                     report: VerifyReport, progress: Callable[[str, int, int], None]) -> None:
     checksums = attrs.get(CHECKSUMS_ATTR)
     if checksums is None:
         report.notes.append("no checksums recorded (written before synthgen stored them): values checked only")
@@ -222,12 +226,14 @@ def _check_checksums(path: Path, attrs: dict[str, Any], arrays: dict[str, zarr.A
         if file_sha256(path / name / "zarr.json") != recorded:
             report.problems.append(f"{name}: its zarr.json differs from the one recorded at finalize "
                                    f"(array metadata edited or damaged)")
-    for name, array in arrays.items():
+    total = len(arrays) * report.num_chunks
+    for index, (name, array) in enumerate(arrays.items()):
         digests = checksums["arrays"].get(name)
         if not isinstance(digests, list) or len(digests) != report.num_chunks:
             report.problems.append(f"{name}: checksums missing or not one per chunk")
             continue
         for chunk, recorded in enumerate(digests):
+            progress("checksums", index * report.num_chunks + chunk, total)
             file = shard_path(path, array, chunk)
             actual = file_sha256(file)
             report.files_hashed += actual is not None
@@ -241,15 +247,19 @@ def _check_checksums(path: Path, attrs: dict[str, Any], arrays: dict[str, zarr.A
             else:
                 report.problems.append(f"{name} chunk {chunk}: sha256 {actual[:12]}… differs from the recorded "
                                        f"{str(recorded)[:12]}… (file changed since it was written)")
+    progress("checksums", total, total)
 
 
 # --- 5. values -----------------------------------------------------------------------------
 
 
-def _check_values(arrays: dict[str, zarr.Array], chunk_size: int, report: VerifyReport) -> None:
+def _check_values(arrays: dict[str, zarr.Array], chunk_size: int, report: VerifyReport,
+                  progress: Callable[[str, int, int], None]) -> None:
     """Decode every chunk once; memory stays at one chunk per array."""
-    for name, array in arrays.items():
+    total = len(arrays) * report.num_chunks
+    for index, (name, array) in enumerate(arrays.items()):
         for chunk in range(report.num_chunks):
+            progress("values", index * report.num_chunks + chunk, total)
             if (name, chunk) in report.damaged_files and not (shard_path(report.path, array, chunk)).is_file():
                 continue  # a missing file reads as fill values: one problem, not two
             start = chunk * chunk_size
@@ -262,6 +272,7 @@ def _check_values(arrays: dict[str, zarr.Array], chunk_size: int, report: Verify
             if problem:
                 bad, text = problem
                 report.problems.append(f"{name} chunk {chunk}: {text} (first at sample {start + bad})")
+    progress("values", total, total)
 
 
 def _value_problem(name: str, values: np.ndarray) -> tuple[int, str] | None:

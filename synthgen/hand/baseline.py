@@ -16,6 +16,7 @@ per process, because an OpenGL context cannot cross a fork or a pickle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -113,16 +114,21 @@ class BaselineRenderer:
         fresh 64 MiB buffers cost page faults (synthgen.memory)."""
         self._buffers.give_back(chunk.depth)
 
-    def make_chunk(self, chunk_index: int, count: int) -> RenderedCrops:
+    #: `make_chunk` takes a `callback`, called with each rendered block's size (synthgen.data.produce).
+    reports_steps = True
+
+    def make_chunk(self, chunk_index: int, count: int, callback: Callable[[int], None] | None = None
+                   ) -> RenderedCrops:
         rng = np.random.default_rng([self.seed, chunk_index])
         pose = sample_poses(rng, count, CAMERAS[self.camera_name], self.prior)
         noise_rng = np.random.default_rng([self.seed, chunk_index, 1])
         if not self.scene.has_geometry and self.scene.shape is None and self.scene.centering == "joint-box":
-            return self.render_poses(pose, noise_rng=noise_rng)  # the bare hand
-        return self.render_scene(pose, np.random.default_rng([self.seed, chunk_index, 2]), noise_rng)
+            return self.render_poses(pose, noise_rng=noise_rng, callback=callback)  # the bare hand
+        return self.render_scene(pose, np.random.default_rng([self.seed, chunk_index, 2]), noise_rng, callback)
 
     def render_scene(self, pose: HandPose, scene_rng: np.random.Generator,
-                     noise_rng: np.random.Generator | None = None) -> RenderedCrops:
+                     noise_rng: np.random.Generator | None = None,
+                     callback: Callable[[int], None] | None = None) -> RenderedCrops:
         """Render hands in their scene: shape, forearm, objects, background, centring, sensor."""
         self._start()
         scene = self.scene
@@ -133,10 +139,11 @@ class BaselineRenderer:
         extra = SceneGeometry(scene).draw(scene_rng, rotation, pose.translation.double().numpy(),
                                           pose.scale.double().numpy(), joints.astype(np.float64))
         planes = np.concatenate([self._hand_planes(pose), extra], axis=2)
-        return self._render_planes(planes, joints, camera.hand_center(joints), noise_rng)
+        return self._render_planes(planes, joints, camera.hand_center(joints), noise_rng, callback)
 
     def render_poses(self, pose: HandPose, noise_rng: np.random.Generator | None = None,
-                     centers: np.ndarray | None = None) -> RenderedCrops:
+                     centers: np.ndarray | None = None, callback: Callable[[int], None] | None = None
+                     ) -> RenderedCrops:
         """Render given hand states (e.g. decoded from a model) as normalised crops.
 
         `centers` (n, 3) mm fixes the crop centres (e.g. a store's own, so a render lines up
@@ -167,6 +174,8 @@ class BaselineRenderer:
                                     self._renderer.render_stream(skinned_blocks())):
                 block = slice(start, start + RENDER_BLOCK)
                 norm[block] = self._sensed_and_normalised(depth, centers[block], noise_rng)
+                if callback is not None:
+                    callback(len(depth))
         return RenderedCrops(norm, joints.astype(np.float32), centers)
 
     def _start(self) -> None:
@@ -194,7 +203,8 @@ class BaselineRenderer:
             return (coefficients.reshape(-1, basis.shape[0]) @ basis).reshape(len(pose), 3, basis.shape[1])
 
     def _render_planes(self, planes: np.ndarray, joints: np.ndarray, boxes: np.ndarray,
-                       noise_rng: np.random.Generator | None) -> RenderedCrops:
+                       noise_rng: np.random.Generator | None, callback: Callable[[int], None] | None
+                       ) -> RenderedCrops:
         """Render, centre (the scene's rule), add the sensor and normalise, a block at a time."""
         renderer = self._scene_renderer_for()
         size = self._view_size()
@@ -212,6 +222,8 @@ class BaselineRenderer:
                                                       self.scene.centering)
                     depth = _recut(depth, views[block], centers[block], self.cube_mm, self.crop_size)
                 norm[block] = self._sensed_and_normalised(depth, centers[block], noise_rng)
+                if callback is not None:
+                    callback(len(depth))
         return RenderedCrops(norm, joints.astype(np.float32), centers)
 
     def _sensed_and_normalised(self, depth: np.ndarray, centers: np.ndarray,

@@ -44,6 +44,8 @@ RENDER_BLOCK = 1024
 
 #: progress(stage, done, total): the CLI draws bars from it.
 Progress = Callable[[str, int, int], None]
+#: Stages that count steps of a computation; the others count samples.
+STAGE_UNITS = {"set metrics": "steps", "memorisation": "steps"}
 
 
 @dataclass
@@ -141,9 +143,10 @@ def render_own_poses(pose: np.ndarray, center: np.ndarray, renderer: BaselineRen
     residual = np.empty(len(pose), np.float32)
     for s in range(0, len(pose), RENDER_BLOCK):
         fit = fit_hand(torch.from_numpy(np.ascontiguousarray(pose[s:s + RENDER_BLOCK], np.float32)))
-        crops[s:s + RENDER_BLOCK] = renderer.render_poses(fit.pose, centers=center[s:s + RENDER_BLOCK]).depth
+        rendered = _Counter(stage, s, len(pose), progress)
+        crops[s:s + RENDER_BLOCK] = renderer.render_poses(fit.pose, centers=center[s:s + RENDER_BLOCK],
+                                                          callback=rendered).depth
         residual[s:s + RENDER_BLOCK] = np.asarray(fit.residual_mm)
-        progress(stage, min(s + RENDER_BLOCK, len(pose)), len(pose))
     return crops, residual
 
 
@@ -154,10 +157,21 @@ def render_reference(n: int, seed: int, camera_name: str, cube_mm: float, crop_s
                                 scene=load_scene(scene))
     parts = []
     for chunk, s in enumerate(range(0, n, RENDER_BLOCK)):
-        parts.append(renderer.make_chunk(chunk, min(RENDER_BLOCK, n - s)))
-        progress("reference renders", min(s + RENDER_BLOCK, n), n)
+        parts.append(renderer.make_chunk(chunk, min(RENDER_BLOCK, n - s),
+                                         callback=_Counter("reference renders", s, n, progress)))
     return (np.concatenate([p.depth for p in parts]), np.concatenate([p.pose for p in parts]),
             np.concatenate([p.center for p in parts]))
+
+
+class _Counter:
+    """A render callback that reports a stage's samples done, starting from `done`."""
+
+    def __init__(self, stage: str, done: int, total: int, progress: Progress) -> None:
+        self.stage, self.done, self.total, self.progress = stage, done, total, progress
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        self.progress(self.stage, self.done, self.total)
 
 
 def _embed(net: depthnet.FrozenDepthNet, depth: np.ndarray, center: np.ndarray, cube_mm: float,
@@ -244,13 +258,23 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
     ref = _embed(net, ref_depth, ref_center, cube, "feature network (reference)", progress)
     if len(ref.features) < 2:
         raise InputError("the reference holds fewer than 2 samples")
+    steps = iter(range(1, 6))
+
+    def step_done() -> None:
+        progress("set metrics", next(steps), 5)
+
+    progress("set metrics", 0, 5)
     fd = metrics.fd_of(generated.features, ref.features)
+    step_done()
     fd_ci = metrics.bootstrap_interval(metrics.fd_of, generated.features, ref.features, rng, settings.bootstrap)
+    step_done()
     kid_values = metrics.kid_subset_values(generated.features, ref.features, rng, settings.kid_subsets,
                                            settings.kid_subset_size)
     kid, kid_std = float(kid_values.mean()), float(kid_values.std())
     kid_ci = [float(q) for q in np.quantile(kid_values, [0.025, 0.975])]
+    step_done()
     precision, recall = metrics.knn_precision_recall(ref.features, generated.features, settings.k)
+    step_done()
     if ref_pose.shape[1:] == pose.shape[1:] and (ref_store is None or ref_store.joint_layout == CANONICAL_LAYOUT):
         ref_poses = camera.normalize_joints(ref_pose, ref_center, cube).reshape(len(ref_pose), -1)
         poses = camera.normalize_joints(pose, center, cube).reshape(len(pose), -1)
@@ -258,6 +282,7 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
         pose_precision, pose_recall = metrics.knn_precision_recall(ref_poses, poses, settings.k)
     else:  # the reference's poses are in another layout (e.g. an imported benchmark)
         pose_coverage = pose_precision = pose_recall = None
+    step_done()
     lap("set_metrics")
 
     # 4. memorisation
@@ -269,8 +294,11 @@ def score(store: str | Path | HandStore, reference: str | Path | None = None, tr
         train_idx = train_avail[_subset(len(train_avail), settings.train_n, rng)]
         t_depth, _, t_center = _read(train_store, train_idx, "reading training store", progress)
         train_feats = _embed(net, t_depth, t_center, cube, "feature network (training)", progress).features
-        nearest_train = {"generated": metrics.nearest_distances(generated.features, train_feats),
-                         "reference": metrics.nearest_distances(ref.features, train_feats)}
+        progress("memorisation", 0, 2)
+        nearest_train = {"generated": metrics.nearest_distances(generated.features, train_feats)}
+        progress("memorisation", 1, 2)
+        nearest_train["reference"] = metrics.nearest_distances(ref.features, train_feats)
+        progress("memorisation", 2, 2)
         threshold = np.quantile(nearest_train["reference"], 0.01)
         memorisation = {
             "train_path": str(train_store.path), "train_n": len(train_idx),
