@@ -1,12 +1,15 @@
 """Progress for a person waiting on a long job: rich bars on a terminal, plain lines elsewhere.
 
 On a terminal each task is a rich bar (count, rate, elapsed, ETA). Where stderr is a log file,
-a CI log or a cluster job's output, bars would be noise or nothing, so each task prints one line
-when it starts, one about every `interval_s` seconds while it runs (from a timer thread, so a
-stalled step still shows that the job is alive) and one when it ends (a stage first heard of part-way counts from the previous report):
+a CI log or a cluster job's output, bars would be noise or nothing, so a task prints lines:
+its first once it has moved and run `first_line_s` (or has run `interval_s` without moving:
+the job is alive), then one about every `interval_s` seconds (from a timer thread, so a stalled
+step still shows), and a last one when it ends:
 
     render: 1,024/2,048 samples (50 %), 512 samples/s, elapsed 0:00:02, ETA 0:00:02
 
+A task over sooner prints nothing, so quick commands and errors found at once keep their
+one-line output. A stage first heard of part-way counts its rate from the report before it.
 The library reports through plain callbacks (`advance(n)` for counted work, `(stage, done,
 total)` for named stages); this module only turns them into output.
 """
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 INTERVAL_S = 5.0
+FIRST_LINE_S = 1.0
+_TICK_S = 0.1
 
 
 @dataclass
@@ -30,7 +35,15 @@ class _Task:
     unit: str
     start: float = field(default_factory=time.perf_counter)
     done: int = 0
+    last_line: float | None = None  # when its last line was printed; None: none yet
     ended: bool = False
+
+    def due(self, now: float, first_line_s: float, interval_s: float) -> bool:
+        """Whether a running task's next line is due."""
+        if self.last_line is not None:
+            return now - self.last_line >= interval_s
+        running = now - self.start
+        return running >= interval_s or (self.done > 0 and running >= first_line_s)
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.start
@@ -63,10 +76,10 @@ class ProgressDisplay:
     """
 
     def __init__(self, stream: TextIO | None = None, *, interactive: bool | None = None,
-                 interval_s: float = INTERVAL_S) -> None:
+                 interval_s: float = INTERVAL_S, first_line_s: float = FIRST_LINE_S) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.interactive = _is_terminal(self.stream) if interactive is None else interactive
-        self.interval_s = interval_s
+        self.interval_s, self.first_line_s = interval_s, first_line_s
         self._tasks: dict[str, _Task] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -98,7 +111,7 @@ class ProgressDisplay:
         elif exc_info[0] is None:
             with self._lock:
                 for task in self._tasks.values():
-                    if not task.ended and task.done:
+                    if not task.ended and task.last_line is not None:
                         self._end(task)
 
     def counter(self, label: str, total: int, unit: str = "samples") -> Callable[[int], None]:
@@ -129,8 +142,6 @@ class ProgressDisplay:
                 self._show_bar(task, new)
             elif finished and not task.ended:
                 self._end(task)
-            elif new:
-                self._print(task.line())
 
     def _show_bar(self, task: _Task, new: bool) -> None:
         if new:
@@ -141,17 +152,20 @@ class ProgressDisplay:
 
     def _end(self, task: _Task) -> None:
         task.ended = True
-        self._print(task.line())
+        if task.last_line is not None or time.perf_counter() - task.start >= self.first_line_s:
+            self._print(task)
 
     def _tick(self) -> None:
-        while not self._stopped.wait(self.interval_s):
+        while not self._stopped.wait(_TICK_S):
             with self._lock:
+                now = time.perf_counter()
                 for task in self._tasks.values():
-                    if not task.ended:
-                        self._print(task.line())
+                    if not task.ended and task.due(now, self.first_line_s, self.interval_s):
+                        self._print(task)
 
-    def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+    def _print(self, task: _Task) -> None:
+        task.last_line = time.perf_counter()
+        print(task.line(), file=self.stream, flush=True)
 
 
 def _is_terminal(stream: TextIO) -> bool:

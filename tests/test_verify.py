@@ -100,7 +100,8 @@ def test_a_finished_store_passes_with_counts_and_checksums(store):
     result = invoke("verify", store)
     assert result.exit_code == 0, result.output
     assert "ok:" in result.stdout and f"{N} samples in {CHUNKS} chunk(s)" in result.stdout
-    assert "12 chunk files match their sha256" in result.stdout and result.stderr == ""
+    assert "12 chunk files match their sha256" in result.stdout
+    assert all(line.startswith(("checksums: ", "values: ")) for line in result.stderr.splitlines())  # progress only
 
 
 def test_checksums_are_recorded_per_chunk_at_finalize(store):
@@ -284,3 +285,50 @@ def test_resumed_and_multi_chunk_writes_record_the_same_checksums(tmp_path):
     StoreWriter.open_existing(two).finalize()
     assert attrs_of(one)[CHECKSUMS_ATTR] == attrs_of(two)[CHECKSUMS_ATTR]
     assert verify_store(one).ok and verify_store(two).ok
+
+
+# --- named axes and consolidated metadata ------------------------------------------------------
+
+
+def test_xarray_reads_the_arrays_as_variables_indexed_by_joint_name(store):
+    """Readers other than synthgen's: named dimensions, label coordinates, consolidated metadata."""
+    xr = pytest.importorskip("xarray")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "failed to open consolidated metadata"
+        ds = xr.open_zarr(store)
+    assert sorted(ds.data_vars) == ["center", "depth", "latent", "pose"]  # latent is data, not a coordinate
+    assert ds.pose.dims == ("sample", "joint", "xyz") and ds.depth.dims == ("sample", "v", "u")
+    assert ds.latent.dims == ("sample", "latent_dim")
+    names = open_store(store).attrs["joint_names"]
+    assert [str(n) for n in ds.joint.values] == names and [str(n) for n in ds.xyz.values] == ["x", "y", "z"]
+    ours = open_store(store)
+    np.testing.assert_array_equal(ds.pose.sel(joint=names[4], xyz="z").values, ours.pose[:][:, 4, 2])
+    np.testing.assert_array_equal(ds.depth[7].values, ours.depth[7])
+    assert ds.attrs["num_samples"] == len(ours) and ds.attrs["joint_layout"] == ours.joint_layout
+
+
+def test_consolidated_metadata_that_disagrees_with_an_array_is_named(store):
+    group_json = json.loads((store / "zarr.json").read_text())
+    assert set(group_json["consolidated_metadata"]["metadata"]) == {"center", "depth", "latent", "pose", "joint", "xyz"}
+    group_json["consolidated_metadata"]["metadata"]["pose"]["shape"][0] += 1
+    (store / "zarr.json").write_text(json.dumps(group_json))
+    assert "pose: its consolidated metadata in zarr.json differs from its own zarr.json" in problems(store)
+
+
+def test_wrong_joint_names_are_named(store):
+    zarr.open_group(str(store), mode="r+", use_consolidated=False)["joint"][0] = "thumb"
+    assert any(p.startswith("joint: coordinate values") for p in problems(store))
+
+
+def test_a_store_without_coordinates_or_consolidated_metadata_passes_with_notes(store):
+    for name in ("joint", "xyz"):
+        shutil.rmtree(store / name)
+    group_json = json.loads((store / "zarr.json").read_text())
+    del group_json["consolidated_metadata"]
+    (store / "zarr.json").write_text(json.dumps(group_json))
+    report = verify_store(store)
+    assert report.ok, report.problems
+    assert any("no coordinate arrays" in n for n in report.notes) and any("no consolidated" in n for n in report.notes)
+    assert open_store(store).pose.shape[1:] == (21, 3)

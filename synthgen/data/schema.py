@@ -8,6 +8,12 @@ sample back into metric depth and full-frame pixels, with nothing but the store:
                                 (attribute `joint_layout`; "hands2017" = the canonical 21 joints)
     center  (N, 3)     float32  crop centre in mm camera coordinates
     latent  (N, D)     float32  optional, the generator latent the sample was decoded from
+    joint   (J,)       string   the joint names of the layout (a coordinate of pose's joint axis)
+    xyz     (3,)       string   "x", "y", "z" (a coordinate of pose's and center's last axis)
+
+Axes are named (Zarr v3 dimension names: sample, v, u, joint, xyz, latent_dim), and a complete
+store's group metadata holds every array's (consolidated), so `xarray.open_zarr(path)` gives
+depth, pose, center and latent as data variables indexed by joint name.
 
 Every array is split along N only, in shards of `chunk_size` samples (one file per array:
 the unit one writer process owns, so processes writing disjoint chunks never share a file)
@@ -144,6 +150,13 @@ INCOMPLETE_SUFFIX = ".incomplete"
 #: zarr.json) grow with the number of chunks; beyond this, a larger chunk size is the answer.
 MAX_CHUNKS = 65536
 PROGRESS_DIR = ".progress"
+#: Label arrays of named axes, beside the per-sample arrays (not split into chunks).
+COORDINATE_NAMES = ("joint", "xyz")
+
+
+def coordinate_values(joint_layout: str) -> dict[str, list[str]]:
+    """The values of the coordinate arrays of a store in `joint_layout`."""
+    return {"joint": list(LAYOUTS[joint_layout].joint_names), "xyz": ["x", "y", "z"]}
 
 #: Largest |float16(x) - x| for x in [-1, 1]: half the float16 spacing in [0.5, 1).
 DEPTH_MAX_ERROR_NORMALISED = float(np.spacing(np.float16(0.5))) / 2

@@ -18,6 +18,7 @@ Problems are collected rather than raised one at a time, so one run lists everyt
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -29,11 +30,13 @@ import zarr
 from synthgen.conventions import BACKGROUND, LAYOUTS, SCHEMA_VERSION, UNITS
 from synthgen.data.schema import (
     CHECKSUMS_ATTR,
+    COORDINATE_NAMES,
     DEPTH_DTYPE,
     NotAStoreError,
     StoreMetadata,
     attributes_digest,
     check_schema_version,
+    coordinate_values,
     file_sha256,
     missing_chunks,
     shard_path,
@@ -87,7 +90,8 @@ def verify_store(path: str | Path, progress: Callable[[str, int, int], None] | N
     if not (path / "zarr.json").is_file():
         raise NotAStoreError(f"{path} is not a Zarr store" if path.exists() else f"{path} does not exist")
     try:
-        group = zarr.open_group(str(path), mode="r", zarr_format=3)
+        # Each array's own metadata, not the group's consolidated copy (checked against it below).
+        group = zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
         attrs = group.attrs.asdict()
     except (ValueError, TypeError, KeyError, OSError) as error:
         raise NotAStoreError(f"{path} is not a Zarr v3 group: {error}") from None
@@ -100,6 +104,8 @@ def verify_store(path: str | Path, progress: Callable[[str, int, int], None] | N
     if metadata is None:
         return report  # without sizes and layout, nothing below can be checked meaningfully
     arrays = _check_arrays(group, attrs, metadata, report)
+    _check_coordinates(group, metadata, report)
+    _check_consolidated(path, report)
     progress = progress or (lambda stage, done, total: None)
     _check_checksums(path, attrs, arrays, report, progress)
     _check_values(arrays, attrs["layout"]["chunk_size"], report, progress)
@@ -177,7 +183,7 @@ def _check_arrays(group: zarr.Group, attrs: dict[str, Any], metadata: StoreMetad
                        "center": (n, 3), "latent": None}
     arrays: dict[str, zarr.Array] = {}
     on_disk = {entry.name for entry in report.path.iterdir() if (entry / "zarr.json").is_file()}
-    for name in sorted(set(recorded) | {"depth", "pose", "center"} | on_disk):
+    for name in sorted(set(recorded) | {"depth", "pose", "center"} | (on_disk - set(COORDINATE_NAMES))):
         if name not in recorded:
             report.problems.append(f"{name}: array present but not in the layout attribute")
             continue
@@ -205,6 +211,45 @@ def _check_arrays(group: zarr.Group, attrs: dict[str, Any], metadata: StoreMetad
         arrays[name] = array
         report.arrays[name] = f"{shape} {array.dtype}"
     return arrays
+
+
+def _check_coordinates(group: zarr.Group, metadata: StoreMetadata, report: VerifyReport) -> None:
+    """The label arrays of the joint and xyz axes hold the layout's names."""
+    present = [name for name in COORDINATE_NAMES if (report.path / name / "zarr.json").is_file()]
+    if not present:
+        report.notes.append("no coordinate arrays (joint, xyz): written before synthgen labelled its axes")
+        return
+    for name, expected in coordinate_values(metadata.joint_layout).items():
+        try:
+            values = [str(v) for v in group[name][:]] if name in present else None
+        except (KeyError, ValueError, TypeError, OSError) as error:
+            values = f"unreadable ({error})"
+        if values != expected:
+            report.problems.append(f"{name}: coordinate values {values!r} are not the layout's {expected!r}")
+
+
+def _check_consolidated(path: Path, report: VerifyReport) -> None:
+    """The group's consolidated copy of the arrays' metadata agrees with each array's own."""
+    try:
+        consolidated = json.loads((path / "zarr.json").read_text()).get("consolidated_metadata")
+    except (OSError, ValueError) as error:
+        report.problems.append(f"zarr.json unreadable: {error}")
+        return
+    if consolidated is None:
+        report.notes.append("no consolidated metadata: readers such as xarray open it more slowly")
+        return
+    entries = consolidated.get("metadata") or {}
+    for name, entry in sorted(entries.items()):
+        try:
+            own = json.loads((path / name / "zarr.json").read_text())
+        except (OSError, ValueError):
+            own = None
+        if own is None or {k: v for k, v in own.items() if k != "attributes"} != \
+                {k: v for k, v in entry.items() if k != "attributes"}:
+            report.problems.append(f"{name}: its consolidated metadata in zarr.json differs from its own zarr.json")
+    on_disk = {entry.name for entry in path.iterdir() if (entry / "zarr.json").is_file()}
+    for name in sorted(on_disk - set(entries)):
+        report.problems.append(f"{name}: missing from the consolidated metadata in zarr.json")
 
 
 # --- 4. checksums --------------------------------------------------------------------------

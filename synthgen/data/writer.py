@@ -30,6 +30,7 @@ import hashlib
 import json
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from synthgen.data.schema import (
     DEPTH_DTYPE,
     INCOMPLETE_SUFFIX,
     LATENT_DIM,
+    coordinate_values,
     MAX_CHUNKS,
     PROGRESS_DIR,
     READ_CHUNK_SIZE,
@@ -96,7 +98,7 @@ def _array_specs(num_samples: int, crop_size: int, chunk_size: int, read_chunk_s
     }
     if latent_dim is not None:
         specs["latent"] = {"shape": (num_samples, latent_dim), "dtype": "float32", "fill_value": float("nan"),
-                           "dimension_names": ("sample", "latent")}
+                           "dimension_names": ("sample", "latent_dim")}
     for spec in specs.values():
         spec["shards"] = (chunk_size,) + spec["shape"][1:]
         spec["chunks"] = (read_chunk_size,) + spec["shape"][1:]
@@ -202,6 +204,7 @@ class StoreWriter:
         group = zarr.open_group(str(working), mode="w-", zarr_format=3, attributes=attrs)
         for name, spec in specs.items():
             group.create_array(name, compressors=[compressor], **spec)
+        _write_coordinates(group, metadata.joint_layout)
         (working / PROGRESS_DIR).mkdir()
         return cls(working, group, overwrite)
 
@@ -346,9 +349,9 @@ class StoreWriter:
         """Mark the store complete, with its checksums, and move it to its final path; returns it.
 
         Steps, each atomic: (1) one attribute write sets complete = true and the checksums
-        gathered from the chunk markers, (2) `.progress/` is deleted, (3) the directory is renamed.
-        A crash after (1) leaves a working directory marked complete, which `resume` finalizes
-        from step (2). With `overwrite`, an existing store is moved aside, the new one renamed
+        gathered from the chunk markers, (2) `.progress/` is deleted, (3) the arrays' metadata is
+        consolidated into the group's (one file write), (4) the directory is renamed. A crash after
+        (1) leaves a working directory marked complete, which `resume` finalizes from step (2). With `overwrite`, an existing store is moved aside, the new one renamed
         into place and only then the old one deleted, so a crash in between leaves
         `<path>.replaced-*` behind.
         """
@@ -366,6 +369,7 @@ class StoreWriter:
             except OSError as error:
                 raise StoreWriteError(f"cannot finalize {self.working_path}: {error.strerror or error}") from None
         shutil.rmtree(self.working_path / PROGRESS_DIR, ignore_errors=True)
+        consolidate(self.working_path)
         if self.path.exists():
             replaced = self.path.with_name(f"{self.path.name}.replaced-{uuid.uuid4().hex[:8]}")
             self.path.rename(replaced)
@@ -392,6 +396,21 @@ class StoreWriter:
         return {"algorithm": CHECKSUM_ALGORITHM,
                 "of": "each array's shard file per chunk, each array's zarr.json, and the other attributes",
                 "arrays": arrays, "array_metadata": array_metadata, "attributes": attributes_digest(attrs)}
+
+
+def _write_coordinates(group: zarr.Group, joint_layout: str) -> None:
+    """Label arrays for the joint and xyz axes, so xarray and friends index by name."""
+    for name, values in coordinate_values(joint_layout).items():
+        array = group.create_array(name, shape=(len(values),), dtype=str, dimension_names=(name,))
+        array[:] = np.array(values, dtype=object)
+
+
+def consolidate(path: Path) -> None:
+    """Write every array's metadata into the group's zarr.json (one atomic write), so readers
+    such as xarray open the store with a single read. Done once the store is complete."""
+    with warnings.catch_warnings():  # consolidated metadata is a zarr-python convention, not yet in the v3 spec
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def _group_attrs(path: Path) -> dict[str, Any]:
