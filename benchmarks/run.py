@@ -92,6 +92,15 @@ def _cli(*args: str, env: dict | None = None) -> float:
     return time.perf_counter() - start
 
 
+def _backends() -> list[str]:
+    """EGL, and OSMesa where it can run (libOSMesa and PyOpenGL >= 3.1.7, beyond pyrender's pin)."""
+    import ctypes.util
+    import importlib.metadata
+
+    version = tuple(int(p) for p in importlib.metadata.version("PyOpenGL").split(".")[:3] if p.isdigit())
+    return ["egl"] + (["osmesa"] if ctypes.util.find_library("OSMesa") and version >= (3, 1, 7) else [])
+
+
 def bench_render(n: int, repeats: int) -> list[dict]:
     """The mesh baseline in-process (wall and CPU time) and end to end (`synthgen render`, 1 and 2
     workers, whole commands and their start-up apart)."""
@@ -141,7 +150,8 @@ def bench_render(n: int, repeats: int) -> list[dict]:
     small = 128
     # "egl1": one process whose llvmpipe rasterises in one thread (LP_NUM_THREADS=1), as each
     # worker process does: the per-process rate that 2 workers should double.
-    variants = [(backend, workers, count) for backend in ("egl", "osmesa") for workers in (1, 2)
+    backends = _backends()
+    variants = [(backend, workers, count) for backend in backends for workers in (1, 2)
                 for count in (small, n)] + [("egl1", 1, small), ("egl1", 1, n)]
     with tempfile.TemporaryDirectory() as tmp:
         t = _interleaved_medians({(backend, workers, count): lambda b=backend, w=workers, c=count: _cli(
@@ -150,7 +160,7 @@ def bench_render(n: int, repeats: int) -> list[dict]:
             env={"SYNTHGEN_GL": "egl", "LP_NUM_THREADS": "1"} if b == "egl1" else {"SYNTHGEN_GL": b})
             for backend, workers, count in variants}, repeats)
     rate = {key: (n - small) / (t[key + (n,)] - t[key + (small,)]) for key in {v[:2] for v in variants}}
-    for backend in ("egl", "osmesa"):
+    for backend in backends:
         for workers in (1, 2):
             whole, start_up = t[backend, workers, n], t[backend, workers, small]
             rows += [{"name": f"render: CLI, {n} samples, {backend}, {workers} worker(s)", "value": n / whole,

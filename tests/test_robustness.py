@@ -774,8 +774,12 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+#: A progress line (synthgen.progress), which a command that ran a while prints before any error.
+PROGRESS_LINE = re.compile(r"^[\w ()-]+: [\d,]+/[\d,]+ \w+ \(\d+ %\)")
+
+
 def _one_line(r: dict) -> str:
-    lines = [line for line in r["stderr"].splitlines() if line.strip()]
+    lines = [line for line in r["stderr"].splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
     assert r["code"] in (1, 2) and len(lines) == 1 and lines[0].startswith("synthgen: error:"), r
     assert "Traceback" not in r["output"], r
     return lines[0]
