@@ -36,6 +36,7 @@ class _Task:
     start: float = field(default_factory=time.perf_counter)
     done: int = 0
     last_line: float | None = None  # when its last line was printed; None: none yet
+    first_move: tuple[float, int] | None = None  # (time, done) of its first report of work done
     ended: bool = False
 
     def due(self, now: float, first_line_s: float, interval_s: float) -> bool:
@@ -55,8 +56,15 @@ class _Task:
             text += f", {_rate(rate)} {self.unit}/s"
         text += f", elapsed {_clock(elapsed)}"
         if not self.ended and self.done and rate > 0:
-            text += f", ETA {_clock((self.total - self.done) / rate)}"
+            text += f", ETA {_clock((self.total - self.done) / self._recent_rate(rate))}"
         return text
+
+    def _recent_rate(self, overall: float) -> float:
+        """The rate since the task first moved (start-up excluded), for the ETA; else `overall`."""
+        if self.first_move is None:
+            return overall
+        since, done = time.perf_counter() - self.first_move[0], self.done - self.first_move[1]
+        return done / since if done > 0 and since > 0 else overall
 
 
 def _rate(rate: float) -> str:
@@ -137,6 +145,8 @@ class ProgressDisplay:
             self._last_event = now
             task.done = int(done) if done is not None else task.done + int(add)
             task.total = int(total)
+            if task.first_move is None and task.done > 0:
+                task.first_move = (now, task.done)
             finished = bool(task.total) and task.done >= task.total
             if self._bars is not None:
                 self._show_bar(task, new)
@@ -156,7 +166,7 @@ class ProgressDisplay:
             self._print(task)
 
     def _tick(self) -> None:
-        while not self._stopped.wait(_TICK_S):
+        while not self._stopped.wait(min(_TICK_S, self.interval_s / 4)):
             with self._lock:
                 now = time.perf_counter()
                 for task in self._tasks.values():
