@@ -730,6 +730,8 @@ def score(
     n: Annotated[int, typer.Option(min=2, help="Samples scored (a seeded random subset of a larger store).")] = 10_000,
     reference_n: Annotated[Optional[int], typer.Option(min=2, help="Reference crops; default: as many as --n.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of subsets, KID subsets and bootstrap.")] = 0,
+    calibration_n: Annotated[int, typer.Option(
+        min=2, help="Samples per set of the calibration scale the verdict is read on (at most --n).")] = 1000,
     reference_seed: Annotated[int, typer.Option(help="Seed of the rendered reference.")] = 7919,
     reference_scene: Annotated[str, typer.Option(
         help="Scene of the rendered reference: 'clean' (the bare hand), 'v2' or a scene file (docs/baseline.md).")
@@ -740,8 +742,8 @@ def score(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report directory.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Also print score.json to stdout.")] = False,
 ) -> None:
-    """Score realism against the mesh-rendered baseline: pair IoU / depth / pose consistency, FD, KID,
-    precision / recall, coverage, memorisation → score.json + report.html."""
+    """Score realism against the mesh-rendered baseline: a verdict on a calibration scale, pair IoU / depth /
+    pose consistency, FD, KID, precision / recall, coverage, memorisation → score.json + report.html."""
     from synthgen.hand.scene import load_scene
     from synthgen.models import CheckpointError
     from synthgen.realism import ScoreSettings, write_report
@@ -753,7 +755,7 @@ def score(
     check_output_dir(out, overwrite)
     load_scene(reference_scene)  # a bad scene is refused before anything is read
     settings = ScoreSettings(n=n, reference_n=reference_n, seed=seed, reference_seed=reference_seed,
-                             reference_scene=reference_scene)
+                             reference_scene=reference_scene, calibration_n=calibration_n)
     start = time.perf_counter()
     try:
         with _stage_progress("samples", STAGE_UNITS) as hook:
@@ -774,6 +776,10 @@ def score(
                f"{'n/a' if st['pose_precision'] is None else format(st['pose_precision'], '.2f')}, IK residual "
                f"{pair['ik_residual_median_mm']:.1f} mm -> {out}/report.html",
                err=as_json)
+    if s["verdict"]:
+        typer.echo(f"verdict: {s['verdict']['text']}", err=as_json)
+    for warning in s["warnings"]:
+        typer.echo(f"synthgen: warning: {warning}", err=True)
 
 
 # --- the authors' release and real benchmarks ----------------------------------------------------

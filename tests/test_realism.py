@@ -20,7 +20,7 @@ from synthgen.realism.score import render_reference
 
 runner = CliRunner()
 N = 512
-FAST = dict(bootstrap=5, kid_subsets=10, kid_subset_size=256, train_n=256)
+FAST = dict(bootstrap=5, kid_subsets=10, kid_subset_size=256, train_n=256, calibration_n=128)
 
 
 def invoke(*args):
@@ -149,9 +149,13 @@ def test_scoring_a_baseline_store_finds_true_pairs_and_rejects_shuffled_ones(tmp
     perm = np.roll(np.arange(256), 1)
     shuffled_pose = pose[perm] - center[perm, None, :] + center[:, None, :]
     shuffled = write(tmp_path / "shuffled.zarr", depth, shuffled_pose, center)
-    settings = ScoreSettings(n=256, **FAST)
-    t = score(true, settings=settings).scores["pair"]
+    settings = ScoreSettings(n=256, **{**FAST, "calibration_n": 256})
+    true_scores = score(true, settings=settings).scores
+    t = true_scores["pair"]
     s = score(shuffled, settings=settings).scores["pair"]
+    # Baseline crops against baseline crops: on the calibration scale, next to the independent set.
+    assert true_scores["verdict"]["level"] in ("like the reference", "close to the reference")
+    assert true_scores["verdict"]["store"]["fd"] < true_scores["verdict"]["scale"][-1]["fd"]
     assert t["iou_mean"] > 0.999 and t["depth_mae_mm"] < 0.05 and t["ik_residual_median_mm"] < 0.01
     assert t["pose_consistency_mm"] == pytest.approx(t["estimator_floor_mm"], abs=0.05)
     assert s["iou_mean"] < t["iou_mean"] - 0.3
@@ -172,8 +176,31 @@ def test_score_is_reproducible_and_reports_memorisation_of_copies(tmp_path, base
     assert memo["generated_to_train"]["median"] < 1e-3 < memo["reference_to_train"]["median"]
     assert memo["closer_than_reference_p01"] == 1.0
     assert set(a["set"]) >= {"fd", "kid", "precision", "recall", "coverage", "fd_ci95", "kid_ci95"}
-    assert a["set"]["fd_ci95"][0] <= a["set"]["fd_ci95"][1]
-    assert a["set"]["kid_ci95"][0] <= a["set"]["kid"] <= a["set"]["kid_ci95"][1]
+    assert a["verdict"] == b["verdict"]
+
+
+def test_intervals_contain_their_estimates_and_small_sets_are_warned(tmp_path, baselines):
+    """FD's bootstrap interval is bias-corrected (resampling with replacement inflates FD);
+    KID's subsets are half the smaller set, so they differ; sets below the feature dimension
+    get a warning in score.json."""
+    store = write(tmp_path / "s.zarr", *(x[:300] for x in baselines[1]))
+    result = score(store, settings=ScoreSettings(n=300, **{**FAST, "bootstrap": 20})).scores
+    fd, (lo, hi) = result["set"]["fd"], result["set"]["fd_ci95"]
+    assert lo < fd < hi
+    kid, (k_lo, k_hi) = result["set"]["kid"], result["set"]["kid_ci95"]
+    assert result["set"]["kid_subset_size"] == 150 and k_lo < kid < k_hi and k_hi - k_lo > 0
+    warned = " ".join(result["warnings"])
+    assert "300 scored samples are fewer than the feature network's" in warned
+    assert "300 reference crops are fewer" in warned
+
+
+def test_the_verdict_places_a_blurred_store_at_the_far_end(tmp_path, baselines):
+    depth, pose, center = (x[:256] for x in baselines[1])
+    blurred = write(tmp_path / "blur.zarr", corrupt.blur(depth, 3.0), pose, center)
+    verdict = score(blurred, settings=ScoreSettings(n=256, **FAST)).scores["verdict"]
+    assert verdict["level"] == "far from the reference" and "beyond every calibrated corruption" in verdict["text"]
+    fds = [row["fd"] for row in verdict["scale"]]
+    assert fds[0] == min(fds) and verdict["n"] == 128
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -193,6 +220,8 @@ def test_score_command_writes_json_report_and_refuses_to_overwrite(tmp_path, bas
     assert doc["feature_network"]["version"] == depthnet.VERSION
     html = (out / "report.html").read_text()
     assert "examples.png" in html and (out / "examples.png").stat().st_size > 5000
+    assert "Verdict:" in html and (out / "summary.png").stat().st_size > 5000 and "Provenance" in html
+    assert "verdict: " in result.stderr
     before = (out / "score.json").read_bytes()
     again = invoke("score", store, "--n", 128, "--out", out)
     assert again.exit_code == 2 and "already exists" in again.stderr

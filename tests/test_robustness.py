@@ -854,12 +854,12 @@ def test_no_space_in_the_middle_of_a_store_keeps_the_written_chunks_for_resume(w
     out, reference = tmp_path / "s.zarr", tmp_path / "ref.zarr"
     monkeypatch.setattr(writer, "write_bytes_atomically", write_file)
     line = one_line_error(invoke(*args(out)), 1, "No space left on device")
-    # Producer threads finish chunks in either order, and the writer writes them as finished:
-    # the failing write is the third, of whichever chunk that was (not the first: it came first).
+    # Producer threads finish chunks in any order (on a loaded machine chunk 0 too can come
+    # third), and the writer writes them as finished: the failing write is the third chunk's.
     failed = re.search(r"cannot write samples \[(\d+), (\d+)\)", line)
     assert failed and "kept for a resume" in line, line
     start, stop = map(int, failed.groups())
-    assert start in (64, 128, 192) and stop == start + 64
+    assert start in (0, 64, 128, 192) and stop == start + 64
     monkeypatch.setattr(writer, "write_bytes_atomically", real_write)
     assert not out.exists() and _markers(out) == 2
     result = invoke(*args(out), "--resume")

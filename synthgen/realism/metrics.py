@@ -120,12 +120,18 @@ def kernel_inception_distance(x: np.ndarray, y: np.ndarray, rng: np.random.Gener
     return float(np.mean(values)), float(np.std(values))
 
 
+def kid_subset_size(n_x: int, n_y: int, subset_size: int = 1000) -> int:
+    """Samples per KID subset: at most half of the smaller set, so that subsets differ and their
+    spread measures something (subsets of a whole set all equal it: a zero-width interval)."""
+    return max(2, min(subset_size, n_x // 2, n_y // 2))
+
+
 def kid_subset_values(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, subsets: int = 50,
                       subset_size: int = 1000) -> np.ndarray:
-    """(subsets,) unbiased MMD² of random subset pairs: their mean is KID, their spread its
-    uncertainty (a subsampling interval, which unlike a with-replacement bootstrap does not
-    bias MMD² upwards with duplicates)."""
-    size = min(subset_size, len(x), len(y))
+    """(subsets,) unbiased MMD² of random subset pairs drawn without replacement
+    (`kid_subset_size` samples each): their mean is KID, their spread its uncertainty at that
+    subset size (unlike a with-replacement bootstrap, no duplicates bias MMD² upwards)."""
+    size = kid_subset_size(len(x), len(y), subset_size)
     if size < 2:
         raise ValueError("KID needs at least two samples per set")
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -185,9 +191,18 @@ def coverage(reference: np.ndarray, generated: np.ndarray, k: int = 5) -> float:
 
 
 def bootstrap_interval(statistic: Callable[[np.ndarray, np.ndarray], float], x: np.ndarray, y: np.ndarray,
-                       rng: np.random.Generator, resamples: int = 50, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of statistic(x, y), resampling both sets with replacement."""
-    values = [statistic(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
-              for _ in range(resamples)]
-    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+                       rng: np.random.Generator, resamples: int = 50, level: float = 0.95,
+                       estimate: float | None = None) -> tuple[float, float]:
+    """Bias-corrected percentile bootstrap interval of statistic(x, y), resampling both sets.
+
+    Resampling with replacement duplicates samples, which biases a covariance-based statistic
+    such as FD upwards: the plain percentile interval of FD can lie wholly above the estimate.
+    The bootstrap's own bias estimate, mean(resampled) - estimate, is therefore subtracted from
+    both percentiles: the interval keeps the resamples' spread around the estimate and contains
+    it whenever the resamples' mean lies inside their percentile range.
+    """
+    estimate = statistic(x, y) if estimate is None else estimate
+    values = np.array([statistic(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+                       for _ in range(resamples)])
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) - (values.mean() - estimate)
     return float(lo), float(hi)

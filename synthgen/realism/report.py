@@ -91,6 +91,10 @@ def _figures(result: ScoreResult, out: Path) -> dict[str, str]:
     from matplotlib import pyplot as plt
 
     figures = {}
+    if result.scores.get("verdict"):
+        _summary_figure(result, plt).savefig(out / "summary.png", dpi=90)
+        plt.close("all")
+        figures["summary"] = "summary.png"
     ps = result.per_sample
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     axes[0].hist(ps["iou"], bins=40, range=(0, 1), color="#4477aa")
@@ -151,6 +155,46 @@ def _figures(result: ScoreResult, out: Path) -> dict[str, str]:
     return figures
 
 
+def _summary_figure(result: ScoreResult, plt):
+    """The report at a glance: the verdict, the calibration scale with the store on it, and
+    generated crops above reference crops."""
+    verdict = result.scores["verdict"]
+    fig = plt.figure(figsize=(13, 5.6))
+    grid = fig.add_gridspec(3, 9, height_ratios=(0.5, 1, 1), width_ratios=(3.2, 0.3) + (1,) * 7)
+    title = fig.add_subplot(grid[0, :])
+    title.axis("off")
+    title.text(0, 0.75, f"Verdict: {verdict['level']}", fontsize=15, weight="bold")
+    title.text(0, 0.1, _wrap(verdict["text"], 150), fontsize=9)
+    scale = fig.add_subplot(grid[1:, 0])
+    rows = verdict["scale"] + [verdict["store"]]
+    labels = [row["label"] for row in rows]
+    colours = ["#999999"] * (len(rows) - 1) + ["#cc3311"]
+    scale.barh(range(len(rows)), [row["fd"] for row in rows], color=colours)
+    scale.set_yticks(range(len(rows)), labels, fontsize=8)
+    scale.invert_yaxis()
+    scale.set_xscale("log")
+    scale.set_xlabel(f"FD vs the reference, n = {verdict['n']} (log)", fontsize=8)
+    for i, row in enumerate(rows):
+        scale.text(row["fd"], i, f" {row['fd']:.3g}", va="center", fontsize=8)
+    pictures = ((result.generated, "generated"), (result.reference_depth, "reference"))
+    for r, (crops, label) in enumerate(pictures, start=1):
+        for c in range(min(7, len(crops))):
+            ax = fig.add_subplot(grid[r, 2 + c])
+            crop = crops[c]
+            ax.imshow(np.where(metrics.foreground(crop), crop, np.nan), cmap="magma_r", vmin=-0.6, vmax=0.6)
+            ax.set_xticks([]), ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
 def _fmt(value) -> str:
     if value is None:
         return "—"
@@ -179,21 +223,66 @@ def _html(result: ScoreResult, figures: dict[str, str]) -> str:
                     f"{_fmt(mem['reference_to_train']['median'])} (ratio {_fmt(mem['median_ratio'])}; "
                     f"≪ 1 would mean copies). Generated crops closer than the reference's 1st percentile: "
                     f"{_fmt(mem['closer_than_reference_p01'])}.</p>")
+    summary = figures.get("summary")
     imgs = "".join(f'<h2>{html.escape(name)}</h2><img src="{file}" alt="{html.escape(name)}">'
-                   for name, file in figures.items())
-    store, ref, net = s["store"], s["reference"], s["feature_network"]
+                   for name, file in figures.items() if name != "summary")
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>synthgen score: {html.escape(store['path'])}</title>
+<html><head><meta charset="utf-8"><title>synthgen score: {html.escape(s['store']['path'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{padding:2px 10px;border-bottom:1px solid #ddd}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}}.warn{{color:#a33}}</style></head><body>
 <h1>Realism score</h1>
-<p>Store <code>{html.escape(store['path'])}</code> ({store['num_scored']} of {store['num_samples']} samples scored,
-producer {html.escape(str(store['producer']))}, model {html.escape(str(store['model_checksum'])[:12])}).
-Reference: {html.escape(json.dumps(ref))}. Feature network {html.escape(net['version'])}
-(sha256 {html.escape(net['sha256'][:12])}…, trained on {html.escape(str(net['train_stores']))}).</p>
+{_verdict_html(s)}
+{f'<img src="{summary}" alt="summary">' if summary else ""}
+{_warnings_html(s)}
+<h2>Provenance</h2>{_provenance_html(s)}
+<h2>Scores</h2>
 <table><tr><th>key</th><th>value</th><th>meaning</th></tr>{rows}</table>
 <h2>memorisation</h2>{mem_html}
 {imgs}
-<p>Timing (s): {html.escape(json.dumps(s['timing_s']))}</p>
+<p>Time per stage: {html.escape(", ".join(f"{k} {v:.0f} s" for k, v in s["timing_s"].items()))}</p>
 </body></html>
 """
+
+
+def _verdict_html(s: dict) -> str:
+    verdict = s.get("verdict")
+    if not verdict:
+        return "<p class=warn>No verdict (see the warnings).</p>"
+    rows = "".join(f"<tr><td>{html.escape(row['label'])}</td><td>{_fmt(row['fd'])}</td><td>{_fmt(row['kid'])}</td>"
+                   f"<td>{row['precision']:.2f}</td><td>{row['recall']:.2f}</td></tr>"
+                   for row in verdict["scale"] + [verdict["store"]])
+    return (f"<p style='font-size:130%'><b>Verdict: {html.escape(verdict['level'])}</b></p>"
+            f"<p>{html.escape(verdict['text'])}.</p>"
+            f"<p>The scale, measured with this score at n = {verdict['n']} per set against the same reference "
+            f"crops: an independent set of baseline crops, and that set corrupted.</p>"
+            f"<table><tr><th>set</th><th>FD</th><th>KID</th><th>precision</th><th>recall</th></tr>{rows}</table>")
+
+
+def _warnings_html(s: dict) -> str:
+    if not s.get("warnings"):
+        return ""
+    return "<h2>Warnings</h2><ul>" + "".join(f"<li class=warn>{html.escape(w)}</li>" for w in s["warnings"]) + "</ul>"
+
+
+def _provenance_html(s: dict) -> str:
+    store, ref, net, settings = s["store"], s["reference"], s["feature_network"], s["settings"]
+    model = store["model_checksum"]
+    made = f"model {model[:12]}…" if model else "the mesh baseline (no model)"
+    if ref["source"] == "rendered":
+        reference = (f"{ref['n']:,} baseline crops rendered here: scene {html.escape(ref['scene'])}, seed {ref['seed']}, "
+                     f"camera {html.escape(ref['camera'])}")
+    else:
+        reference = f"{ref['n']:,} crops of <code>{html.escape(ref['path'])}</code> (made by {html.escape(str(ref['producer']))})"
+    items = [
+        f"Scored: {store['num_scored']:,} of {store['num_samples']:,} samples of <code>{html.escape(store['path'])}</code>, "
+        f"made by <code>{html.escape(str(store['producer']))}</code> from {made}, seed {store['seed']}"
+        f"{'' if store['complete'] else ' (incomplete store: its written chunks)'}.",
+        f"Reference: {reference}.",
+        f"Feature network: DepthNet {html.escape(net['version'])} (sha256 {html.escape(net['sha256'][:12])}…), trained on "
+        f"{html.escape(', '.join(map(str, net['train_stores'] or ['?'])))}; its own held-out joint error "
+        f"{_fmt(net['val_mean_joint_error_mm'])} mm.",
+        f"Settings: seed {settings['seed']}, k = {settings['k']}, {settings['bootstrap']} bootstrap resamples for FD's "
+        f"interval (bias-corrected percentile), {settings['kid_subsets']} KID subsets of "
+        f"{s['set'].get('kid_subset_size', '?')} samples.",
+    ]
+    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
