@@ -448,7 +448,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     np.savetxt(w["p-nan-csv"], nan.reshape(3, -1), delimiter=",")
     bent = good.copy()
     for finger in range(1, 5):  # index..little: bend PIP->DIP->TIP back over the knuckle
-        mcp, pip, dip, tip = 1 + finger, 6 + 3 * finger, 7 + 3 * finger, 8 + 3 * finger
+        pip, dip, tip = 6 + 3 * finger, 7 + 3 * finger, 8 + 3 * finger
         bent[:, dip] = 2 * bent[:, pip] - bent[:, dip]
         bent[:, tip] = 2 * bent[:, pip] - bent[:, tip]
     w["p-bent"] = root / "p-bent.npy"

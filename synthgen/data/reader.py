@@ -215,7 +215,7 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> HandStore:
         raise NotAStoreError(f"{path} is not a Zarr store" if path.exists() else f"{path} does not exist")
     try:
         group = zarr.open_group(str(path), mode="r", zarr_format=3)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except (ValueError, TypeError, FileNotFoundError, KeyError, AttributeError) as error:  # zarr on malformed JSON
         raise NotAStoreError(f"{path} is not a Zarr v3 group: {error}") from None
     attrs = group.attrs.asdict()
     check_schema_version(attrs, path)
@@ -227,7 +227,7 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> HandStore:
         if missing_arrays:
             raise NotAStoreError(f"{path} lacks the array(s) {', '.join(missing_arrays)}")
         store = HandStore(path, group)
-    except (KeyError, TypeError, ValueError, IndexError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         if isinstance(error, NotAStoreError):
             raise
         raise NotAStoreError(f"{path}: store metadata is damaged or malformed "

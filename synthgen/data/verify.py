@@ -93,7 +93,7 @@ def verify_store(path: str | Path, progress: Callable[[str, int, int], None] | N
         # Each array's own metadata, not the group's consolidated copy (checked against it below).
         group = zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
         attrs = group.attrs.asdict()
-    except (ValueError, TypeError, KeyError, OSError) as error:
+    except (ValueError, TypeError, KeyError, OSError, AttributeError) as error:  # zarr on malformed JSON
         raise NotAStoreError(f"{path} is not a Zarr v3 group: {error}") from None
     check_schema_version(attrs, path)
 
@@ -231,25 +231,35 @@ def _check_coordinates(group: zarr.Group, metadata: StoreMetadata, report: Verif
 def _check_consolidated(path: Path, report: VerifyReport) -> None:
     """The group's consolidated copy of the arrays' metadata agrees with each array's own."""
     try:
-        consolidated = json.loads((path / "zarr.json").read_text()).get("consolidated_metadata")
+        group_json = json.loads((path / "zarr.json").read_text())
     except (OSError, ValueError) as error:
         report.problems.append(f"zarr.json unreadable: {error}")
         return
+    consolidated = group_json.get("consolidated_metadata") if isinstance(group_json, dict) else None
     if consolidated is None:
         report.notes.append("no consolidated metadata: readers such as xarray open it more slowly")
         return
-    entries = consolidated.get("metadata") or {}
+    entries = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+    if not isinstance(entries, dict):
+        report.problems.append("zarr.json: its consolidated metadata is malformed")
+        return
     for name, entry in sorted(entries.items()):
-        try:
-            own = json.loads((path / name / "zarr.json").read_text())
-        except (OSError, ValueError):
-            own = None
-        if own is None or {k: v for k, v in own.items() if k != "attributes"} != \
-                {k: v for k, v in entry.items() if k != "attributes"}:
+        if _without_attributes(_read_json(path / name / "zarr.json")) != _without_attributes(entry):
             report.problems.append(f"{name}: its consolidated metadata in zarr.json differs from its own zarr.json")
     on_disk = {entry.name for entry in path.iterdir() if (entry / "zarr.json").is_file()}
     for name in sorted(on_disk - set(entries)):
         report.problems.append(f"{name}: missing from the consolidated metadata in zarr.json")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _without_attributes(document) -> dict | None:
+    return {k: v for k, v in document.items() if k != "attributes"} if isinstance(document, dict) else None
 
 
 # --- 4. checksums --------------------------------------------------------------------------
