@@ -108,6 +108,7 @@ media: setup
 	$(SG) interpolate --from seed:1 --to seed:2 --steps 60 --mode slerp --video docs/interpolate.gif --overwrite
 
 test: setup
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q
 
 benchmarks: setup

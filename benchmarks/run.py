@@ -104,15 +104,13 @@ def _backends() -> list[str]:
 def bench_render(n: int, repeats: int) -> list[dict]:
     """The mesh baseline in-process (wall and CPU time) and end to end (`synthgen render`, 1 and 2
     workers, whole commands and their start-up apart)."""
-    from synthgen.hand.baseline import BaselineRenderer
-
     from synthgen.conventions import CAMERAS
     from synthgen.hand import camera
+    from synthgen.hand.baseline import BaselineRenderer
     from synthgen.hand.kinematics import forward_kinematics
     from synthgen.hand.mesh import HandMesh, pose_vertices
     from synthgen.hand.prior import sample_poses
     from synthgen.hand.render import DepthRenderer
-
     from synthgen.hand.scene import SceneConfig
 
     rows = []

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -96,12 +96,12 @@ ChunkSizeOption = Annotated[int, typer.Option(
     help="Samples per shard file (a multiple of 64): the unit of one worker, of --resume and of a checksum.")]
 ResumeOption = Annotated[bool, typer.Option(
     help="Finish an interrupted run of this same command (same options); starts it if it never wrote anything.")]
-SchedulerOption = Annotated[Optional[str], typer.Option(
+SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", help="Run on Dask distributed instead of --workers: local:N worker processes, or a running "
                         "scheduler's address tcp://HOST:8786 (its workers must see --out at the same path).")]
 
 
-def _check_scheduler(scheduler: Optional[str], workers: int) -> None:
+def _check_scheduler(scheduler: str | None, workers: int) -> None:
     """Refuse a bad --scheduler (or one combined with --workers) before anything is written."""
     if scheduler is None:
         return
@@ -271,7 +271,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="Output directory: the dataset's root.")],
     crop: Annotated[bool, typer.Option("--crop/--full-frame", help="Write the 128² crops (with per-frame crop "
                                                                    "cameras) instead of full sensor frames.")] = False,
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Export only the first N samples.")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Export only the first N samples.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output (only once the new one is complete).")
                          ] = False,
 ) -> None:
@@ -292,14 +292,14 @@ def export(
                + (f"; {outside} sample(s) have joints outside the image" if outside else ""))
 
 
-ModelOption = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
+ModelOption = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the shipped model).")]
 
 
 @app.command()
 def train(
     recipe: Annotated[Path, typer.Option("--recipe", help="Training recipe (TOML), see recipes/.")],
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in the recipe's out_dir.")] = False,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Override the recipe's out_dir.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Override the recipe's out_dir.")] = None,
 ) -> None:
     """Train Crossing Nets on one or more stores: VAE → GAN pre-training → joint training → eval."""
     from synthgen.data.loading import load_arrays
@@ -338,7 +338,7 @@ def train(
 def estimate(
     store: Annotated[Path, typer.Argument(help="A store of depth crops (with their crop centres).")],
     model: ModelOption = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the poses (N, J, 3) mm as .npy, in the model's "
+    out: Annotated[Path | None, typer.Option("--out", help="Write the poses (N, J, 3) mm as .npy, in the model's "
                                                               "joint layout.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics against the store's poses as JSON.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 256,
@@ -355,7 +355,6 @@ def estimate(
     from synthgen.data.reader import open_store
     from synthgen.models.evaluate import pose_metrics
     from synthgen.models.inference import PoseEstimator
-
     from synthgen.outputs import atomic_output, check_output_file
 
     if out is not None and out.suffix != ".npy":
@@ -451,7 +450,7 @@ class LatentPriorKind(str, Enum):
     fitted = "fitted"
 
 
-SamplingModel = Annotated[Optional[Path], typer.Option(
+SamplingModel = Annotated[Path | None, typer.Option(
     "--model", help="Model directory (config.json + model.safetensors); default: the shipped model (synthgen/assets/models/default).")]
 DeviceOption = Annotated[Device, typer.Option(help="Where the networks run (auto: cuda when available).")]
 PrecisionOption = Annotated[Precision, typer.Option(
@@ -463,7 +462,7 @@ BatchOption = Annotated[int, typer.Option(
     "--batch-size", min=1, max=65536,
     help="Samples per pipeline step (progress granularity). Networks always run on fixed 256-sample blocks, "
          "so the output does not depend on it.")]
-VideoOption = Annotated[Optional[Path], typer.Option("--video", help="Write a video: out.mp4 or out.gif.")]
+VideoOption = Annotated[Path | None, typer.Option("--video", help="Write a video: out.mp4 or out.gif.")]
 FpsOption = Annotated[float, typer.Option(min=1.0, max=120.0, help="Video frame rate.")]
 PriorOption = Annotated[LatentPriorKind, typer.Option(
     help="Pose-latent prior: fitted (default) = the model's prior fitted to the training poses' latents (its "
@@ -492,12 +491,12 @@ def _summary(n: int, what: str, out: Path, elapsed: float) -> str:
             f"{_stored_bytes(out) / 1e6:,.1f} MB on disk)")
 
 
-def _refuse_existing(out: Optional[Path], overwrite: bool) -> None:
+def _refuse_existing(out: Path | None, overwrite: bool) -> None:
     if out is not None and out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
 
 
-def _model_params(model: Optional[Path]) -> str:
+def _model_params(model: Path | None) -> str:
     from synthgen.sampling import DEFAULT_MODEL_DIR
 
     return str((model or DEFAULT_MODEL_DIR).resolve())
@@ -512,7 +511,7 @@ def sample(
     batch_size: BatchOption = 1024,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.auto,
-    truncation: Annotated[Optional[float], typer.Option(
+    truncation: Annotated[float | None, typer.Option(
         help="Truncate every prior dimension to [-T, T] standard deviations (fewer, more typical hands).")] = None,
     prior: PriorOption = LatentPriorKind.fitted,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Apply the sensor-noise model to the depth.")] = False,
@@ -606,8 +605,8 @@ def generate(
     typer.echo(_summary(len(joints), "samples", path, time.perf_counter() - start))
 
 
-def _write_path(kind: str, codes, centers, net, pipeline, *, out: Optional[Path], video: Optional[Path], fps: float,
-                overwrite: bool, camera: str, seed: Optional[int], params: dict) -> None:
+def _write_path(kind: str, codes, centers, net, pipeline, *, out: Path | None, video: Path | None, fps: float,
+                overwrite: bool, camera: str, seed: int | None, params: dict) -> None:
     """Shared tail of `interpolate` and `walk`: frames → store and/or video, then one summary line."""
     from synthgen.data.schema import StoreMetadata
     from synthgen.data.writer import StoreWriter
@@ -632,7 +631,7 @@ def _write_path(kind: str, codes, centers, net, pipeline, *, out: Optional[Path]
     typer.echo(f"wrote {len(codes)} frames ({params['mode']}) to {targets} in {elapsed:.1f} s")
 
 
-def _check_path_outputs(out: Optional[Path], video: Optional[Path], overwrite: bool, frames: int) -> None:
+def _check_path_outputs(out: Path | None, video: Path | None, overwrite: bool, frames: int) -> None:
     from synthgen.sampling.video import check_video_path
 
     if out is None and video is None:
@@ -648,7 +647,7 @@ def interpolate(
     to: Annotated[str, typer.Option("--to", help="End, as --from.")],
     steps: Annotated[int, typer.Option("--steps", min=2, max=100000, help="Frames, endpoints included.")],
     mode: Annotated[PathMode, typer.Option(help="Pose-latent path: straight line or great circle.")] = PathMode.slerp,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the frames as a store.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the frames as a store.")] = None,
     video: VideoOption = None,
     fps: FpsOption = 24.0,
     layout: Annotated[PoseLayout, typer.Option(help="Joint order of pose-file endpoints.")] = PoseLayout.hands2017,
@@ -681,7 +680,7 @@ def walk(
                                                                  "the prior's radius is ~4.8).")] = 0.15,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the start point and the walk's noise.")] = 0,
     prior: PriorOption = LatentPriorKind.fitted,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the frames as a store.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the frames as a store.")] = None,
     video: VideoOption = None,
     fps: FpsOption = 24.0,
     model: SamplingModel = None,
@@ -721,14 +720,14 @@ def walk(
 @app.command()
 def score(
     store: Annotated[Path, typer.Argument(help="The store to score (e.g. from `synthgen sample`).")],
-    reference: Annotated[Optional[Path], typer.Option(
+    reference: Annotated[Path | None, typer.Option(
         help="Reference store; default: mesh-baseline crops rendered here from --reference-seed.")] = None,
-    train: Annotated[Optional[Path], typer.Option(
+    train: Annotated[Path | None, typer.Option(
         help="The model's training store: enables the memorisation check.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         help="Report directory (score.json, report.html, figures); default: STORE with suffix .score.")] = None,
     n: Annotated[int, typer.Option(min=2, help="Samples scored (a seeded random subset of a larger store).")] = 10_000,
-    reference_n: Annotated[Optional[int], typer.Option(min=2, help="Reference crops; default: as many as --n.")] = None,
+    reference_n: Annotated[int | None, typer.Option(min=2, help="Reference crops; default: as many as --n.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of subsets, KID subsets and bootstrap.")] = 0,
     calibration_n: Annotated[int, typer.Option(
         min=2, help="Samples per set of the calibration scale the verdict is read on (at most --n).")] = 1000,
@@ -736,7 +735,7 @@ def score(
     reference_scene: Annotated[str, typer.Option(
         help="Scene of the rendered reference: 'clean' (the bare hand), 'v2' or a scene file (docs/baseline.md).")
     ] = "clean",
-    feature_net: Annotated[Optional[Path], typer.Option(
+    feature_net: Annotated[Path | None, typer.Option(
         help="DepthNet directory; default: the shipped one (scores are comparable only within one version).")] = None,
     allow_incomplete: Annotated[bool, typer.Option(help="Score the written chunks of an unfinished store.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report directory.")] = False,
@@ -806,15 +805,15 @@ def convert_crossingnet(
     weights: Annotated[Path, typer.Option("--weights", help="Directory with the release's *_params.npz / *_align.npz.")],
     dataset: Annotated[ReleaseDataset, typer.Option(help="Dataset the weights were trained on (joint layout, root).")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write (config.json + model.safetensors).")],
-    prefix: Annotated[Optional[str], typer.Option(help="File-name prefix of one parameter set, e.g. '100_', when "
+    prefix: Annotated[str | None, typer.Option(help="File-name prefix of one parameter set, e.g. '100_', when "
                                                        "the directory holds several.")] = None,
-    stats: Annotated[Optional[Path], typer.Option(help="A store of the same dataset (synthgen import): fit the "
+    stats: Annotated[Path | None, typer.Option(help="A store of the same dataset (synthgen import): fit the "
                                                       "latent and root-offset Gaussians `sample` draws from.")] = None,
-    poses: Annotated[Optional[Path], typer.Option(
+    poses: Annotated[Path | None, typer.Option(
         help="A pose label file in the dataset's own format (ICVL labels / test_seq_*.txt, NYU joint_data.mat, "
              "MSRA joint.txt): fit the latent prior `sample` draws from to these poses. Without it (or --stats) "
              "the prior is recovered from the release's alignment layer.")] = None,
-    root_joint: Annotated[Optional[int], typer.Option(help="Root joint index in the release's order (default: its "
+    root_joint: Annotated[int | None, typer.Option(help="Root joint index in the release's order (default: its "
                                                            "centerPtIdx: ICVL 0, MSRA 0, NYU 32).", min=0)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model directory.")] = False,
 ) -> None:
@@ -841,16 +840,16 @@ def import_dataset(
     dataset: Annotated[Camera, typer.Argument(help="Benchmark: nyu, icvl, msra or hands2017.")],
     root: Annotated[Path, typer.Argument(help="The dataset's folder, as distributed (see docs/real-data.md).")],
     out: Annotated[Path, typer.Option("--out", help="Output Zarr store (a directory).")],
-    split: Annotated[Optional[str], typer.Option(help="train or test (NYU, ICVL; HANDS2017 train only). MSRA15 has "
+    split: Annotated[str | None, typer.Option(help="train or test (NYU, ICVL; HANDS2017 train only). MSRA15 has "
                                                       "none: point ROOT at the dataset or one subject.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Import only the first N frames.")] = None,
-    centers: Annotated[Optional[Path], typer.Option(
+    limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N frames.")] = None,
+    centers: Annotated[Path | None, typer.Option(
         "--centers", help="Per-frame hand centres, one per frame of the split: the Crossing Nets release's "
                           "center_uvd_*.mat, A2J's centre_pixel .mat or V2V-PoseNet's center_*_refined.txt.")] = None,
-    model: Annotated[Optional[Path], typer.Option(
+    model: Annotated[Path | None, typer.Option(
         "--model", help="Cut, centre and normalise the crops as this model reads them (its input convention); "
                         "default: the shipped default model's.")] = None,
-    centering: Annotated[Optional[Centering], typer.Option(
+    centering: Annotated[Centering | None, typer.Option(
         help="Centre the crops by this rule instead of the model's: joint-box (the labelled joints' box) or "
              "center-of-mass (DeepPrior's refinement on the depth pixels).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
@@ -858,10 +857,10 @@ def import_dataset(
     """A real benchmark's depth frames + labels → hand-centred 128² crops in a store (`estimate`, `train`, `score`)."""
     from dataclasses import replace
 
+    from synthgen.conventions import SYNTHGEN_INPUT
     from synthgen.data.formats import import_frames, open_dataset
     from synthgen.data.formats.centers import read_centers
     from synthgen.data.schema import file_sha256
-    from synthgen.conventions import SYNTHGEN_INPUT
     from synthgen.models.checkpoint import read_input_convention
     from synthgen.sampling.pipeline import DEFAULT_MODEL_DIR
 

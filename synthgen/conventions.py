@@ -292,7 +292,7 @@ class InputConvention:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "InputConvention":
+    def from_dict(cls, d: dict | None) -> InputConvention:
         """From config.json / store attributes; absent (older files) → synthgen's own convention."""
         return cls(**(d or {}))
 

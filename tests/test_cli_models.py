@@ -1,10 +1,10 @@
 """`synthgen train` and `synthgen estimate` end to end on a tiny store and the tiny recipe."""
 
 import json
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from synthgen.cli import app

@@ -13,13 +13,20 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from synthgen.cli import app
 from synthgen.conventions import LAYOUTS
 from synthgen.errors import InputError
 from synthgen.models import load
-from synthgen.models.lasagne import DATASETS, _Frame, _joint_map, alignment_code_stats, convert_crossing_nets, fit_statistics
-from typer.testing import CliRunner
+from synthgen.models.lasagne import (
+    DATASETS,
+    _Frame,
+    _joint_map,
+    alignment_code_stats,
+    convert_crossing_nets,
+    fit_statistics,
+)
 
 H, L, C, K = 40, 20, 32, 6  # VAE width, latent, channels, kernel: the paper's
 CODE = L + 3

@@ -15,8 +15,14 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from synthgen.conventions import CROP_SIZE, JOINT_NAMES, LAYOUTS, NYU_EVAL_JOINTS
 from synthgen.data import dataset as dataset_module
-from synthgen.data.dataset import (RING_SLOTS, Augmentation, HandDataset, ShuffledHandBatches, _ShardBlocks,
-                                   transform_crops)
+from synthgen.data.dataset import (
+    RING_SLOTS,
+    Augmentation,
+    HandDataset,
+    ShuffledHandBatches,
+    _ShardBlocks,
+    transform_crops,
+)
 from synthgen.data.layouts import converter, nyu36_from_canonical
 from synthgen.data.reader import open_store
 from synthgen.data.schema import CorruptStoreError, SampleBatch, StoreMetadata, shard_path

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from synthgen.conventions import (
-    CAMERAS, FINGERTIPS, JOINT_NAMES, LAYOUTS, PARENTS, camera_to_msra_file, msra_file_to_camera,
+    CAMERAS,
+    FINGERTIPS,
+    JOINT_NAMES,
+    LAYOUTS,
+    PARENTS,
+    camera_to_msra_file,
+    msra_file_to_camera,
 )
 from synthgen.hand import camera, skeleton
 from synthgen.hand.kinematics import HandPose, axis_angle_to_matrix, forward_kinematics, skinning_transforms

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from synthgen.cli import app
 from synthgen.conventions import CAMERAS, CUBE_MM, LAYOUTS, NYU_EVAL_JOINTS
-from synthgen.data.formats import open_dataset
 from synthgen.data.crops import crop_frame
+from synthgen.data.formats import open_dataset
 from synthgen.data.formats.common import center_of_mass, import_frames, refine_center
 from synthgen.data.reader import open_store
 from synthgen.errors import InputError

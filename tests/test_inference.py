@@ -25,11 +25,17 @@ from synthgen.data.reader import open_store
 from synthgen.errors import InputError
 from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfig, GeneratorConfig
 from synthgen.models.folding import fold_batchnorm
-from synthgen.models.inference import (Conv, DepthGenerator, PoseEstimator, depth_difference, interleave_phases,
-                                       transposed_conv_as_phases)
+from synthgen.models.inference import (
+    Conv,
+    DepthGenerator,
+    PoseEstimator,
+    depth_difference,
+    interleave_phases,
+    transposed_conv_as_phases,
+)
 from synthgen.sampling import DEFAULT_MODEL_DIR, LatentPrior, PriorSource, SamplingPipeline, load_model
-from synthgen.sampling.prior import CropCenters
 from synthgen.sampling import pipeline as pipeline_module
+from synthgen.sampling.prior import CropCenters
 
 BF16 = pipeline_module.bf16_supported()
 needs_default_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "config.json").is_file(),

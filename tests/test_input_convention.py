@@ -12,8 +12,15 @@ import scipy.io
 import torch
 
 from synthgen.conventions import CAMERAS, RELEASE_INPUT, SYNTHGEN_INPUT, InputConvention, Intrinsics
-from synthgen.data.crops import (adapt_depth, crop_frame, front_align, front_align_normalised, recenter_crops,
-                                 window_bounds, window_crop_mm)
+from synthgen.data.crops import (
+    adapt_depth,
+    crop_frame,
+    front_align,
+    front_align_normalised,
+    recenter_crops,
+    window_bounds,
+    window_crop_mm,
+)
 from synthgen.data.formats.centers import read_centers
 from synthgen.data.formats.labels import read_pose_labels
 from synthgen.data.reader import open_store

@@ -16,8 +16,13 @@ from synthgen.models import CrossingNets, CrossingNetsConfig, load
 from synthgen.models.config import FlowConfig, GaussianStats, VAEConfig
 from synthgen.models.flow import LatentFlow, fit_latent_flow, gaussian_factor
 from synthgen.models.kinematic import KinematicDecoder, rotation_from_6d
-from synthgen.sampling.prior import (LatentPrior, codes_to_whitened, latents_to_whitened, whitened_to_codes,
-                                     whitened_to_latents)
+from synthgen.sampling.prior import (
+    LatentPrior,
+    codes_to_whitened,
+    latents_to_whitened,
+    whitened_to_codes,
+    whitened_to_latents,
+)
 
 SKELETON = {"arch": "skeleton", "base_size": 32, "num_upsamples": 1, "channels": 8, "sees_center": True,
             "pose_residual": False}

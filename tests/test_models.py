@@ -14,10 +14,19 @@ import torch
 from safetensors.torch import save as save_tensors
 
 from synthgen.conventions import NUM_JOINTS
-from synthgen.models import (CheckpointError, CrossingNets, CrossingNetsConfig, Recipe, TrainingData, load,
-                             pose_metrics, silhouette_metrics, train)
 from synthgen.errors import InputError
-from synthgen.models import checkpoint
+from synthgen.models import (
+    CheckpointError,
+    CrossingNets,
+    CrossingNetsConfig,
+    Recipe,
+    TrainingData,
+    checkpoint,
+    load,
+    pose_metrics,
+    silhouette_metrics,
+    train,
+)
 from synthgen.models import losses as L
 from synthgen.models.checkpoint import CONFIG, WEIGHTS
 from synthgen.models.train import CSV_COLUMNS, LOSS_COLUMNS, EpochSampler, split_indices

@@ -7,8 +7,9 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import synthgen
 from synthgen import assets

@@ -39,8 +39,14 @@ from typer.testing import CliRunner
 
 from synthgen.cli import app
 from synthgen.data.reader import open_store
-from synthgen.data.schema import (CHECKSUMS_ATTR, SampleBatch, StoreWriteError, attributes_digest, file_sha256,
-                                  shard_path)
+from synthgen.data.schema import (
+    CHECKSUMS_ATTR,
+    SampleBatch,
+    StoreWriteError,
+    attributes_digest,
+    file_sha256,
+    shard_path,
+)
 from synthgen.data.verify import verify_store
 from synthgen.data.writer import StoreWriter
 from synthgen.models.checkpoint import CONFIG, OPTIMIZER, TRAINING_STATE, WEIGHTS

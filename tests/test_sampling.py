@@ -19,11 +19,22 @@ from typer.testing import CliRunner
 
 from synthgen.cli import app
 from synthgen.data.reader import open_store
-from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfig, GaussianStats, GeneratorConfig
-from synthgen.sampling import (BLOCK_SIZE, DEFAULT_MODEL_DIR, LatentPrior, PriorSource, SamplingPipeline,
-                               interpolate_codes, latent_walk, lerp, load_model, resolve_endpoint, slerp,
-                               truncated_normal)
 from synthgen.hand.camera import hand_center
+from synthgen.models import CrossingNets, CrossingNetsConfig, DiscriminatorConfig, GaussianStats, GeneratorConfig
+from synthgen.sampling import (
+    BLOCK_SIZE,
+    DEFAULT_MODEL_DIR,
+    LatentPrior,
+    PriorSource,
+    SamplingPipeline,
+    interpolate_codes,
+    latent_walk,
+    lerp,
+    load_model,
+    resolve_endpoint,
+    slerp,
+    truncated_normal,
+)
 from synthgen.sampling.prior import codes_to_whitened, whitened_to_codes
 
 runner = CliRunner()
@@ -222,11 +233,10 @@ def test_producer_threads_write_the_same_bytes_and_count_every_sample(model, tmp
 def test_written_chunks_hand_their_depth_buffers_back(model, tmp_path, monkeypatch):
     """write_store reuses a written chunk's depth buffer for a later chunk (fresh 64 MiB buffers
     cost page faults), and the store is the same as with a fresh buffer for every chunk."""
+    import synthgen.memory
     from synthgen.data.schema import StoreMetadata
     from synthgen.data.writer import StoreWriter
     from synthgen.sampling import write_store
-
-    import synthgen.memory
 
     metadata = StoreMetadata(producer="sample", seed=3, created="2024-01-01T00:00:00+00:00", parameters={})
     allocate = synthgen.memory.small_page_array

@@ -129,9 +129,10 @@ def test_centre_of_mass_crops_are_cut_where_import_would_cut_them():
     chunk = renderer.make_chunk(0, 64)
     capped = BaselineRenderer(seed=2, scene=replace(scene, centering="capped-center-of-mass")).make_chunk(0, 64)
     # the same hands and scene, drawn again, rendered at the sensor's full resolution
+    from scipy.spatial.transform import Rotation
+
     from synthgen.hand.prior import sample_poses
     from synthgen.hand.scene import SceneGeometry
-    from scipy.spatial.transform import Rotation
 
     cam = CAMERAS["hands2017"]
     pose = sample_poses(np.random.default_rng([2, 0]), 64, cam, scene.pose)

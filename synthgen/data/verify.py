@@ -19,8 +19,8 @@ Problems are collected rather than raised one at a time, so one run lists everyt
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -40,17 +40,16 @@ from zarr.codecs import ZstdCodec
 
 from synthgen.conventions import BACKGROUND, LAYOUTS
 from synthgen.data.schema import (
+    CHECKSUM_ALGORITHM,
+    CHECKSUMS_ATTR,
     DEFAULT_CHUNK_SIZE,
     DEPTH_DTYPE,
     INCOMPLETE_SUFFIX,
     LATENT_DIM,
-    coordinate_values,
     MAX_CHUNKS,
     PROGRESS_DIR,
     READ_CHUNK_SIZE,
     ZSTD_LEVEL,
-    CHECKSUM_ALGORITHM,
-    CHECKSUMS_ATTR,
     ChunkAlignmentError,
     IncompleteStoreError,
     InvalidBatchError,
@@ -64,6 +63,7 @@ from synthgen.data.schema import (
     SynthgenDataError,
     attributes_digest,
     check_schema_version,
+    coordinate_values,
     file_sha256,
     missing_chunks,
     read_chunk_marker,

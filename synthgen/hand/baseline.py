@@ -24,8 +24,15 @@ import torch
 from scipy.spatial.transform import Rotation
 from threadpoolctl import threadpool_limits
 
-from synthgen.conventions import (CAMERAS, CENTER_OF_MASS_CAP_MM, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention,
-                                  Intrinsics)
+from synthgen.conventions import (
+    CAMERAS,
+    CENTER_OF_MASS_CAP_MM,
+    CROP_SIZE,
+    CUBE_MM,
+    SYNTHGEN_INPUT,
+    InputConvention,
+    Intrinsics,
+)
 from synthgen.hand import camera
 from synthgen.hand.kinematics import HandPose, forward_kinematics
 from synthgen.hand.mesh import HandMesh, skinning_coefficients
@@ -35,7 +42,6 @@ from synthgen.hand.reference import PyrenderRenderer
 from synthgen.hand.render import DepthRenderer
 from synthgen.hand.scene import SceneConfig, SceneGeometry, scene_faces
 from synthgen.memory import BufferPool
-
 
 #: Hands skinned, rendered, noised and normalised together: a few MB, so each step's arrays stay
 #: in cache. The noise draws follow this blocking, so chunks depend on it (not on the workers).

@@ -43,7 +43,7 @@ class HandPose:
         return {name: value for name, value in vars(self).items() if value is not None}
 
     @classmethod
-    def rest(cls, batch: int = 1) -> "HandPose":
+    def rest(cls, batch: int = 1) -> HandPose:
         z = torch.zeros
         return cls(z(batch, 3), z(batch, 3), z(batch, skeleton.NUM_ANGLES), torch.ones(batch))
 

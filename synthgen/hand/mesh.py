@@ -65,7 +65,7 @@ class HandMesh:
         self.skinning_basis = np.ascontiguousarray(np.concatenate([weighted_positions, dense_weights], axis=1).T)
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_MESH_PATH) -> "HandMesh":
+    def load(cls, path: str | Path = DEFAULT_MESH_PATH) -> HandMesh:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: build it with `python assets/build_hand_mesh.py`")

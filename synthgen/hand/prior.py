@@ -106,7 +106,7 @@ class PriorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PriorConfig":
+    def from_dict(cls, data: dict) -> PriorConfig:
         """From `to_dict`'s output (lists back to tuples)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 

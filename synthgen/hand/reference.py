@@ -87,7 +87,7 @@ class PyrenderRenderer:
     def close(self) -> None:
         self._renderer = None
 
-    def __enter__(self) -> "PyrenderRenderer":
+    def __enter__(self) -> PyrenderRenderer:
         return self
 
     def __exit__(self, *exc_info) -> None:

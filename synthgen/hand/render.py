@@ -410,7 +410,7 @@ class DepthRenderer:
         self._finalizer()
         self._context = None
 
-    def __enter__(self) -> "DepthRenderer":
+    def __enter__(self) -> DepthRenderer:
         return self
 
     def __exit__(self, *exc_info) -> None:

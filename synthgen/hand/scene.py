@@ -23,11 +23,11 @@ hand's size):
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import tomllib
 
 from synthgen.errors import InputError
 from synthgen.hand.prior import PriorConfig
@@ -117,7 +117,7 @@ class SceneConfig:
         _validate(self)
 
     @classmethod
-    def clean(cls) -> "SceneConfig":
+    def clean(cls) -> SceneConfig:
         """The bare hand, no sensor, crops on the joints' box (the original baseline)."""
         return cls(forearm=replace(ForearmConfig(), probability=0.0),
                    objects=replace(ObjectConfig(), held_probability=0.0, near_probability=0.0),
@@ -133,7 +133,7 @@ class SceneConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "scene") -> "SceneConfig":
+    def from_dict(cls, data: dict, where: str = "scene") -> SceneConfig:
         """From a `[scene]` table: every key optional, unknown keys and bad values refused
         (InputError naming the key)."""
         if not isinstance(data, dict):
@@ -160,7 +160,7 @@ class SceneConfig:
             raise InputError(f"{where}.{error}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "SceneConfig":
+    def load(cls, path: str | Path) -> SceneConfig:
         """A scene file: TOML with a `[scene]` table (or the table's keys at top level)."""
         path = Path(path)
         if not path.is_file():

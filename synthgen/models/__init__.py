@@ -6,8 +6,15 @@
 """
 
 from synthgen.models.checkpoint import CheckpointError, load
-from synthgen.models.config import (CrossingNetsConfig, DiscriminatorConfig, GaussianStats, GeneratorConfig,
-                                    PoseNormalisation, Recipe, VAEConfig)
+from synthgen.models.config import (
+                                    CrossingNetsConfig,
+                                    DiscriminatorConfig,
+                                    GaussianStats,
+                                    GeneratorConfig,
+                                    PoseNormalisation,
+                                    Recipe,
+                                    VAEConfig,
+)
 from synthgen.models.crossing_nets import CrossingNets
 from synthgen.models.evaluate import pose_metrics, silhouette_metrics
 from synthgen.models.train import TrainingData, train

@@ -7,12 +7,12 @@ code; see /work/shared/notes/crossing-nets.md. Every field says why it has its v
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from synthgen.conventions import BACKGROUND, CROP_SIZE, CUBE_MM, NUM_JOINTS, WRIST
 
@@ -165,7 +165,7 @@ class CrossingNetsConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CrossingNetsConfig":
+    def from_dict(cls, d: dict) -> CrossingNetsConfig:
         return _from_dict(cls, d)
 
 
@@ -191,18 +191,18 @@ class GaussianStats:
     cov: tuple[tuple[float, ...], ...]
 
     @classmethod
-    def standard(cls, dim: int) -> "GaussianStats":
+    def standard(cls, dim: int) -> GaussianStats:
         return cls(tuple([0.0] * dim), tuple(tuple(float(i == j) for j in range(dim)) for i in range(dim)))
 
     @classmethod
-    def of(cls, samples) -> "GaussianStats":
+    def of(cls, samples) -> GaussianStats:
         """Fit to (N, D) samples (N >= 2; a single sample gets identity covariance)."""
         x = np.asarray(samples, dtype=np.float64)
         cov = np.cov(x.T).reshape(x.shape[1], x.shape[1]) if len(x) > 1 else np.eye(x.shape[1])
         return cls(tuple(float(v) for v in x.mean(0)), tuple(tuple(float(v) for v in row) for row in cov))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GaussianStats":
+    def from_dict(cls, d: dict) -> GaussianStats:
         return cls(tuple(d["mean"]), tuple(tuple(r) for r in d["cov"]))
 
 
@@ -399,7 +399,7 @@ class Recipe:
         return self.vae.steps + gan + self.joint.warmup_steps + self.joint.steps + self.refine.steps
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "Recipe":
+    def from_toml(cls, path: str | Path) -> Recipe:
         path = Path(path)
         with path.open("rb") as f:
             raw = tomllib.load(f)
@@ -409,7 +409,7 @@ class Recipe:
             raise ValueError(f"{path}: {e}") from None
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
+    def from_dict(cls, d: dict) -> Recipe:
         return _from_dict(cls, d)
 
     def to_dict(self) -> dict:

@@ -74,7 +74,7 @@ class CrossingNets(nn.Module):
         # The latent prior's flow (None: the Gaussian `latent` is the prior), fitted after training.
         self.prior_flow = LatentFlow(self.config.vae.latent_dim, self.config.prior) if self.config.prior.layers else None
 
-    def train(self, mode: bool = True) -> "CrossingNets":
+    def train(self, mode: bool = True) -> CrossingNets:
         """As nn.Module.train; with the skeleton generator Ali stays in eval mode: its pose head
         inverts Ali's eval-mode affine map, which batch statistics would blur and move."""
         super().train(mode)
@@ -173,7 +173,7 @@ class CrossingNets(nn.Module):
         save_model(self, directory)
 
     @classmethod
-    def from_pretrained(cls, path) -> "CrossingNets":
+    def from_pretrained(cls, path) -> CrossingNets:
         from synthgen.models.checkpoint import load
 
         return load(path)

@@ -38,8 +38,15 @@ from torch.nn import functional as F
 import synthgen
 from synthgen.assets import DEPTHNET
 from synthgen.conventions import CUBE_MM, NUM_JOINTS
-from synthgen.models.checkpoint import (CONFIG, WEIGHTS, CheckpointError, _checkpoint_dir,
-                                        _read_bytes, _read_json, _verified_tensors)
+from synthgen.models.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    CheckpointError,
+    _checkpoint_dir,
+    _read_bytes,
+    _read_json,
+    _verified_tensors,
+)
 from synthgen.outputs import write_bytes_atomically
 
 FORMAT = "synthgen.depthnet"

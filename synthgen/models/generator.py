@@ -144,7 +144,7 @@ class PoseHead(nn.Module):
         return [self.decoder] if self.config.decoder == "kinematic" else [self.dec_fc, self.dec_out]
 
     @torch.no_grad()
-    def init_from_pose_code(self, vae: nn.Module, align: "Alignment") -> None:
+    def init_from_pose_code(self, vae: nn.Module, align: Alignment) -> None:
         """Start as Dec(code) + offset: `unpack` inverts Ali's affine map (BN at its running
         statistics), the VAE's decoder layers are copied."""
         weight, bias = fold_batchnorm(align.fc.weight, align.bn)  # Ali(code) = weight·code + bias

@@ -47,8 +47,14 @@ from torch import nn
 
 from synthgen.conventions import LAYOUTS, RELEASE_INPUT
 from synthgen.errors import InputError
-from synthgen.models.config import (CrossingNetsConfig, DiscriminatorConfig, GaussianStats, GeneratorConfig,
-                                    PoseNormalisation, VAEConfig)
+from synthgen.models.config import (
+    CrossingNetsConfig,
+    DiscriminatorConfig,
+    GaussianStats,
+    GeneratorConfig,
+    PoseNormalisation,
+    VAEConfig,
+)
 from synthgen.models.crossing_nets import CrossingNets
 
 #: The release's parameter files, in the order they are read.

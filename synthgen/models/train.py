@@ -19,10 +19,10 @@ import csv
 import json
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,8 +33,7 @@ from synthgen.conventions import LAYOUTS, SYNTHGEN_INPUT, InputConvention
 from synthgen.data.crops import recenter_crops
 from synthgen.errors import InputError
 from synthgen.models import losses as L
-from synthgen.models.checkpoint import (CheckpointError, load, load_training_state, save_model,
-                                        save_training_state)
+from synthgen.models.checkpoint import CheckpointError, load, load_training_state, save_model, save_training_state
 from synthgen.models.config import REFINE_HALVES, GaussianStats, PoseNormalisation, Recipe
 from synthgen.models.crossing_nets import CrossingNets
 from synthgen.models.evaluate import evaluate, write_report

@@ -265,7 +265,7 @@ class _Scoring:
 
     @classmethod
     def open(cls, store, reference, train, settings: ScoreSettings, feature_net, allow_incomplete: bool,
-             progress: Progress) -> "_Scoring":
+             progress: Progress) -> _Scoring:
         if settings.n < 2:
             raise InputError(f"at least 2 samples must be scored, got n = {settings.n}")
         rng = np.random.default_rng(settings.seed)

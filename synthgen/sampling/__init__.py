@@ -13,9 +13,19 @@ random walk (walk.py) and given poses (conditional.py); video.py turns any path 
 
 from synthgen.sampling.conditional import encode_poses, load_poses
 from synthgen.sampling.interpolate import Endpoint, interpolate_codes, lerp, resolve_endpoint, slerp
-from synthgen.sampling.pipeline import (BLOCK_SIZE, DEFAULT_MODEL_DIR, GeneratedSamples, PoseSource, PriorSource,
-                                        SamplingPipeline, load_model, resolve_device, write_samples, write_sequence,
-                                        write_store)
+from synthgen.sampling.pipeline import (
+                                        BLOCK_SIZE,
+                                        DEFAULT_MODEL_DIR,
+                                        GeneratedSamples,
+                                        PoseSource,
+                                        PriorSource,
+                                        SamplingPipeline,
+                                        load_model,
+                                        resolve_device,
+                                        write_samples,
+                                        write_sequence,
+                                        write_store,
+)
 from synthgen.sampling.prior import CropCenters, LatentPrior, truncated_normal, whitened_to_codes
 from synthgen.sampling.walk import latent_walk
 

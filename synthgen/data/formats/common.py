@@ -13,19 +13,29 @@ is refused before a store is started.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from synthgen.conventions import CAMERAS, CENTER_OF_MASS_CAP_MM, CENTERINGS, CROP_SIZE, CUBE_MM, SYNTHGEN_INPUT, InputConvention, Intrinsics
+from synthgen.conventions import (
+    CAMERAS,
+    CENTER_OF_MASS_CAP_MM,
+    CENTERINGS,
+    CROP_SIZE,
+    CUBE_MM,
+    SYNTHGEN_INPUT,
+    InputConvention,
+    Intrinsics,
+)
+from synthgen.data.crops import crop_frame
 from synthgen.data.schema import SampleBatch, StoreMetadata
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
-from synthgen.data.crops import crop_frame
 from synthgen.hand.camera import cap_move, centers_of_mass, hand_center, refine_centers
+
 _PROGRESS_EVERY = 64  # frames per progress report
 
 
