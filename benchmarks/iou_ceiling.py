@@ -12,7 +12,7 @@ baseline renders (data/test-clean.zarr, seed 101) this compares, at each frame's
      rendered there. G never sees the crop centre, and the centre sets the direction the hand is
      seen from (up to ~22 degrees off axis in the baseline's frames): a G that draws every hand
      as seen on the axis, perfectly, scores these
-  C. the store's crop with G(Ali(Enc(joints))): the issue's metric (target >= 0.85)
+  C. the store's crop with G(Ali(Enc(joints))): the headline IoU (goal >= 0.85)
   D, E. (skeleton generator only) G's drawing of the true joints / of Dec(Enc(joints)) placed at
      the true centre, instead of the joints its pose head places
 

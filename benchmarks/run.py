@@ -3,7 +3,7 @@
     python benchmarks/run.py [--quick] [--only render,sample,estimate,score,reader]
 
 Each row is the median of `--repeats` timings. This machine is shared and its timings swing
-2-5x with other load (../shared/notes/machine-facts.md), so compare rows of one run, and read
+2-5x with other load, so compare rows of one run, and read
 the load average printed with the table.
 """
 

@@ -3,7 +3,7 @@ dataset for evaluation, on-the-fly augmentation and any joint layout.
 
 Why the stream reads whole blocks: a store's depth is zstd-compressed in inner chunks of 64
 samples, and every read decodes whole chunks, so reading samples in a random order decodes 64
-samples per sample kept (~100-800 samples/s, see ../shared/notes/machine-facts.md). The stream
+samples per sample kept (~100-800 samples/s on 2 CPU cores). The stream
 shuffles at two levels instead: each epoch it permutes the store's 64-sample blocks, reads a
 buffer of `buffer_blocks` blocks (each one contiguous slice, decoded once) and permutes the
 samples inside that buffer. A batch therefore mixes samples of ~16 blocks spread over the whole

@@ -2,7 +2,7 @@
 training recipe (read from a TOML file).
 
 Architecture defaults are those of Wan et al., "Crossing Nets" (CVPR 2017) and their released
-code; see /work/shared/notes/crossing-nets.md. Every field says why it has its value.
+code; the paper is arXiv 1702.03431 (docs/model.md). Every field says why it has its value.
 """
 
 from __future__ import annotations

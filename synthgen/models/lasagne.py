@@ -1,6 +1,6 @@
 """Convert the Crossing Nets authors' Lasagne release (.npz parameter files) into a synthgen model.
 
-The release (Theano/Lasagne, see /work/shared/notes/crossing-nets.md) saves one .npz per
+The release (Theano/Lasagne; docs/real-data.md) saves one .npz per
 sub-network, arrays arr_0..arr_N in `lasagne.layers.get_all_params` order:
 
     en_params    W (3J, H), b, W_mu (H, L), b_mu, W_logvar (H, L), b_logvar

@@ -7,8 +7,8 @@
 One module per dataset (nyu, icvl, msra, hands2017) turns its files into frames (metric depth
 + joints in synthgen's camera frame); common.py centres the hand (a model's centring rule, or
 centres read by centers.py), crops it in a model's input convention (synthgen.data.crops) and
-writes the store; labels.py reads pose-only label files (`convert --poses`). Intrinsics and sign conventions: conventions.CAMERAS and
-/work/shared/notes/dataset-conventions.md.
+writes the store; labels.py reads pose-only label files (`convert --poses`). Intrinsics and sign
+conventions: conventions.CAMERAS and docs/real-data.md.
 """
 
 from __future__ import annotations
