@@ -17,6 +17,7 @@ from typer.exceptions import TyperException
 import synthgen
 from synthgen.conventions import CAMERAS
 from synthgen.errors import InputError, SynthgenError
+from synthgen.tuning import tune_process
 
 _debug = False
 
@@ -155,6 +156,7 @@ def render(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Render the mesh-hand baseline: random poses → skinned mesh in its scene → 128² normalised crops."""
+    tune_process()
     from synthgen.data.distributed import produce_on_dask
     from synthgen.data.produce import produce
     from synthgen.data.schema import StoreMetadata
@@ -474,18 +476,6 @@ def _stored_bytes(path: Path) -> int:
     return sum(entry.stat().st_size for entry in Path(path).rglob("*") if entry.is_file())
 
 
-def _passive_openmp() -> None:
-    """Idle OpenMP threads sleep instead of spinning (libgomp reads this once, when torch loads it).
-
-    On a shared CPU a spinning thread holds the core its team-mate needs: `sample` at load ~4 ran
-    176 samples/s spinning and 618 passive; on an idle machine passive costs ~5 % (docs/performance.md).
-    A value the user set wins.
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _summary(n: int, what: str, out: Path, elapsed: float) -> str:
     return (f"wrote {n} {what} to {out} in {elapsed:.1f} s ({n / max(elapsed, 1e-9):,.0f} samples/s, "
             f"{_stored_bytes(out) / 1e6:,.1f} MB on disk)")
@@ -524,7 +514,7 @@ def sample(
     root: RootOption = RootRule.auto,
 ) -> None:
     """Sample the prior: latents → pose (VAE decoder) + depth (generator) → a store with latents."""
-    _passive_openmp()
+    tune_process()
     from synthgen.data.schema import StoreMetadata
     from synthgen.hand.noise import SensorNoise
     from synthgen.sampling import CropCenters, LatentPrior, PriorSource, load_model, resolve_device, write_store
@@ -579,7 +569,7 @@ def generate(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
 ) -> None:
     """Pose-conditioned generation: given poses → VAE encoder → generator → depth, one crop per pose."""
-    _passive_openmp()
+    tune_process()
     from synthgen.data.schema import StoreMetadata
     from synthgen.data.writer import StoreWriter
     from synthgen.hand.noise import SensorNoise
@@ -657,6 +647,7 @@ def interpolate(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
 ) -> None:
     """Interpolate between two poses / samples in latent space (linear or slerp) → store and/or video."""
+    tune_process()
     from synthgen.sampling import SamplingPipeline, interpolate_codes, load_model, resolve_device, resolve_endpoint
     from synthgen.sampling.interpolate import interpolate_centers
 
@@ -690,6 +681,7 @@ def walk(
     root: RootOption = RootRule.auto,
 ) -> None:
     """A smooth random walk through the prior (underdamped Langevin) → store and/or video."""
+    tune_process()
     import numpy as np
     import torch
 
@@ -743,6 +735,7 @@ def score(
 ) -> None:
     """Score realism against the mesh-rendered baseline: a verdict on a calibration scale, pair IoU / depth /
     pose consistency, FD, KID, precision / recall, coverage, memorisation → score.json + report.html."""
+    tune_process()
     from synthgen.hand.scene import load_scene
     from synthgen.models import CheckpointError
     from synthgen.realism import ScoreSettings, write_report

@@ -362,12 +362,15 @@ def test_sample_cli_defaults_to_auto_and_records_the_check(small, tmp_path):
     assert depth_difference(open_store(exact).depth[:], open_store(out).depth[:])["p99_mm"] < 1.0
 
 
-def test_sample_and_generate_let_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
-    from synthgen import cli
+def test_the_tuning_opt_in_lets_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatch):
+    from synthgen import tuning
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    cli._passive_openmp()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.delenv(tuning.INHERITED, raising=False)
+    tuning.apply_inherited()  # nothing asked for it
+    assert "OMP_WAIT_POLICY" not in os.environ
+    tuning.tune_process()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ[tuning.INHERITED] == "1"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    cli._passive_openmp()
+    tuning.tune_process()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

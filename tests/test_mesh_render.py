@@ -266,15 +266,18 @@ def test_a_stream_renders_each_batch_as_render_batch_does_one_batch_ahead(mesh, 
     assert k == len(sizes) - 1
 
 
-def test_starting_a_renderer_imports_neither_pyrender_nor_trimesh_and_keeps_freed_memory():
+def test_starting_a_renderer_imports_neither_pyrender_nor_trimesh_and_tuning_keeps_freed_memory():
     """Start-up: the context is made without importing pyrender (and the trimesh and pyglet it
-    pulls in). Memory: with MALLOC_TRIM_THRESHOLD_ set (as Dask sets it for its workers), buffers
-    of a few MB freed and allocated again must come back from the heap, not as fresh pages."""
+    pulls in). Memory, once the commands' opt-in ran: with MALLOC_TRIM_THRESHOLD_ set (as Dask
+    sets it for its workers), buffers of a few MB freed and allocated again must come back from
+    the heap, not as fresh pages."""
     probe = textwrap.dedent(
         """
         import resource, sys
         import numpy as np
         from synthgen.hand.render import DepthRenderer
+        from synthgen.tuning import tune_process
+        tune_process()
         DepthRenderer(16, 16, faces=np.array([[0, 1, 2]]))
         buffers = [np.ones(1 << 21, np.float32) for _ in range(4)]  # 8 MB each, touched
         del buffers

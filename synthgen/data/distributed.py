@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from synthgen import tuning
 from synthgen.data.produce import ChunkSource, write_chunk
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError, SynthgenError
@@ -101,10 +102,8 @@ def _write(chunk_index: int, working_path: str, source: ChunkSource, run_id: str
         os.environ.setdefault("LP_NUM_THREADS", "1")  # llvmpipe: one render thread per process
         import torch
 
-        from synthgen.hand.render import keep_freed_heap_memory
-
         torch.set_num_threads(1)
-        keep_freed_heap_memory()  # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set: see there
+        tuning.apply_inherited()  # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set: see synthgen.tuning
         _release(_run.get("id"))
         _run.update(id=run_id, writer=StoreWriter.open_existing(working_path), source=copy.deepcopy(source))
     return write_chunk(_run["writer"], _run["source"], chunk_index)

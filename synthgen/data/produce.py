@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from typing import Protocol
 
+from synthgen import tuning
 from synthgen.data.schema import SampleBatch
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import SynthgenError
@@ -274,6 +275,7 @@ def _worker_main(working_path: str, source: ChunkSource, tasks, events, rank: in
     """One worker process (one renderer / model): chunks from `tasks` until its stop sign, each
     reported on `events` once written."""
     try:
+        tuning.apply_inherited()
         writer = StoreWriter.open_existing(working_path)
         write_chunks(writer, source, iter(tasks.get, None), lambda count: events.put(("written", rank, count)),
                      progress_per_step=_reports_steps(source))

@@ -214,26 +214,6 @@ class _OSMesaContext:
         osmesa.OSMesaDestroyContext(self._context)
 
 
-def keep_freed_heap_memory() -> None:
-    """Stop glibc handing freed memory back to the kernel (process-wide; glibc only).
-
-    llvmpipe allocates and frees megabytes of binning memory on every draw, and writing a chunk
-    (float16 conversion, zstd, shard assembly) buffers of 0.1-64 MB. Handed back, that memory
-    returned as fresh zeroed pages: ~60 page faults and ~10 % of the CPU time per rendered hand
-    with glibc's default trim threshold. Setting that threshold also freezes glibc's mmap
-    threshold, at 128 kB where nothing had raised it yet (Dask's workers start with
-    MALLOC_TRIM_THRESHOLD_ set): every buffer above it was then mapped and unmapped per use,
-    ~50 page faults and ~300 µs of CPU per sample written. Both thresholds are therefore set
-    (32 MB is glibc's largest mmap threshold). It only keeps memory the process has used.
-    """
-    libc = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
-    if mallopt is not None:
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        mallopt(m_trim_threshold, 256 << 20)
-        mallopt(m_mmap_threshold, 32 << 20)
-
-
 class DepthRenderer:
     """Renders posed hand vertices (mm, camera coordinates) to metric depth, a batch at a time.
 
@@ -252,7 +232,6 @@ class DepthRenderer:
         hands = min(MAX_HANDS_PER_DRAW, max(1, MAX_LAYER_PIXELS // (self.width * self.height)))
         self.hands_per_draw = 1 << (hands.bit_length() - 1)  # a power of two, like each draw's layer count
 
-        keep_freed_heap_memory()
         self._context = (_EGLContext if self.backend == "egl" else _OSMesaContext)()
         # Unlike __del__, a finalizer also runs at interpreter exit while imports still work.
         self._finalizer = weakref.finalize(self, self._context.release)
