@@ -212,7 +212,7 @@ def bench_sample(n: int, big_n: int, repeats: int) -> list[dict]:
     # rate an end-to-end run can approach), as `sample` runs it on a CPU: one block per producer
     # thread, one torch thread each.
     producers = torch.get_num_threads()
-    fastest_name = SamplingPipeline(model, precision="auto").precision
+    fastest_name = SamplingPipeline(model).use_precision("auto").precision
     fastest = paths["fp32 (exact)" if fastest_name == "fp32" else fastest_name]
     blocks = [torch.randn(256, model.config.code_dim) for _ in range(producers)]
 

@@ -258,7 +258,7 @@ def test_default_model_fast_paths_within_the_stated_tolerance(default_model, def
         assert errors["bf16"]["mean_mm"] < 1.0 and errors["bf16"]["silhouette_flips"] < 3e-3
     inside = [name for name in ("bf16", "fp32-fast") if name in errors
               and errors[name]["mean_mm"] < 1.0 and errors[name]["p99_mm"] < 1.0]
-    assert SamplingPipeline(default_model, precision="auto").precision == (inside[0] if inside else "fp32")
+    assert SamplingPipeline(default_model).use_precision("auto").precision == (inside[0] if inside else "fp32")
 
 
 @needs_default_model
@@ -275,7 +275,7 @@ def test_default_model_estimator_within_a_few_micrometres(default_model, default
 
 @needs_default_model
 def test_pipeline_fp32_is_bit_exact_with_the_plain_module(default_model, default_codes):
-    pipeline = SamplingPipeline(default_model, precision="fp32")
+    pipeline = SamplingPipeline(default_model).use_precision("fp32")
     assert pipeline.precision == "fp32" and pipeline.generator_error is None
     plain = load_model(DEFAULT_MODEL_DIR)  # contiguous, never touched by the pipeline
     centers = np.tile(np.float32([0, 0, 450]), (200, 1))
@@ -294,33 +294,33 @@ def small():
 
 
 def test_auto_picks_the_fastest_path_inside_the_tolerance(small, monkeypatch):
-    pipeline = SamplingPipeline(small, precision="auto")
+    pipeline = SamplingPipeline(small).use_precision("auto")
     assert pipeline.precision == ("bf16" if BF16 else "fp32-fast")
     assert pipeline.generator_error["mean_mm"] < 1.0 and pipeline.generator_error["p99_mm"] < 1.0
     # Tighten the tolerance between the two fast paths' errors: auto falls back to fp32-fast.
-    fp32_error = SamplingPipeline(small, precision="fp32-fast").generator_error
+    fp32_error = SamplingPipeline(small).use_precision("fp32-fast").generator_error
     if BF16:
         between = (fp32_error["p99_mm"] + pipeline.generator_error["p99_mm"]) / 2
         monkeypatch.setattr(pipeline_module, "FAST_TOLERANCE_MM", between)
-        assert SamplingPipeline(small, precision="auto").precision == "fp32-fast"
+        assert SamplingPipeline(small).use_precision("auto").precision == "fp32-fast"
         with pytest.raises(InputError, match="precision bf16 moves this model's depth"):
-            SamplingPipeline(small, precision="bf16")
+            SamplingPipeline(small).use_precision("bf16")
     # Nothing fast is close enough: the exact path.
     monkeypatch.setattr(pipeline_module, "FAST_TOLERANCE_MM", fp32_error["p99_mm"] / 2)
-    chosen = SamplingPipeline(small, precision="auto")
+    chosen = SamplingPipeline(small).use_precision("auto")
     assert chosen.precision == "fp32" and chosen.generator_error is None
     # Without bf16 support auto never tries it, and an explicit bf16 is refused.
     monkeypatch.setattr(pipeline_module, "FAST_TOLERANCE_MM", 1.0)
     monkeypatch.setattr(pipeline_module, "bf16_supported", lambda: False)
-    assert SamplingPipeline(small, precision="auto").precision == "fp32-fast"
+    assert SamplingPipeline(small).use_precision("auto").precision == "fp32-fast"
     with pytest.raises(InputError, match="no bf16 support"):
-        SamplingPipeline(small, precision="bf16")
+        SamplingPipeline(small).use_precision("bf16")
     with pytest.raises(InputError, match="precision must be one of"):
-        SamplingPipeline(small, precision="fp16")
+        SamplingPipeline(small).use_precision("fp16")
 
 
 def test_fast_pipeline_output_follows_the_fast_generator(small):
-    pipeline = SamplingPipeline(small, precision="auto")
+    pipeline = SamplingPipeline(small).use_precision("auto")
     codes = LatentPrior().sample(small, 300, torch.Generator().manual_seed(1))
     centers = np.tile(np.float32([0, 0, 450]), (300, 1))
     got = pipeline(codes, centers)
@@ -328,7 +328,7 @@ def test_fast_pipeline_output_follows_the_fast_generator(small):
     padded = torch.cat([codes, torch.zeros(212, 23)])
     expected = torch.cat([fast(padded[:256]), fast(padded[256:])])[:300].clamp(-1, 1).numpy()
     assert got.depth.tobytes() == expected.tobytes()
-    np.testing.assert_array_equal(got.pose, SamplingPipeline(small, precision="fp32")(codes, centers).pose)
+    np.testing.assert_array_equal(got.pose, SamplingPipeline(small).use_precision("fp32")(codes, centers).pose)
 
 
 def test_workers_reuse_the_resolved_precision_without_recalibrating(small, monkeypatch):
@@ -351,7 +351,7 @@ def test_sample_cli_defaults_to_auto_and_records_the_check(small, tmp_path):
     result = runner.invoke(app, ["sample", "--n", "64", "--out", str(out), "--model", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
     params = open_store(out).attrs["parameters"]
-    assert params["precision"] == SamplingPipeline(small, precision="auto").precision != "fp32"
+    assert params["precision"] == SamplingPipeline(small).use_precision("auto").precision != "fp32"
     assert params["generator_error_mm"]["mean_mm"] < 1.0 and params["generator_error_mm"]["p99_mm"] < 1.0
     exact = tmp_path / "exact.zarr"
     result = runner.invoke(app, ["sample", "--n", "64", "--out", str(exact), "--model", str(tmp_path / "model"),

@@ -165,16 +165,13 @@ class GeneratedSamples:
 class SamplingPipeline:
     """Codes + centres → samples with one model on one device, in fixed network blocks.
 
-    precision: "fp32", "fp32-fast", "bf16" or "auto" (module docstring). `generator_error`
-    holds the calibration's `depth_difference` of the chosen fast path (None for fp32).
-    check=False skips the calibration of an explicit fast path: for a precision that an earlier
-    pipeline of the same model already resolved and checked (worker processes).
+    A new pipeline runs the exact fp32 modules; `use_precision` switches to a faster path, after
+    measuring it (an explicit step: it generates one block of prior samples both ways).
     The pipeline holds its own copy of the model, so the caller's model is never modified.
     """
 
-    def __init__(self, model, *, device: str | torch.device = "cpu", precision: str = "fp32",
-                 noise: SensorNoise | None = None, cube_mm: float = CUBE_MM, block_size: int = BLOCK_SIZE,
-                 check: bool = True):
+    def __init__(self, model, *, device: str | torch.device = "cpu", noise: SensorNoise | None = None,
+                 cube_mm: float = CUBE_MM, block_size: int = BLOCK_SIZE):
         if noise is not None and not model.input_convention.metric:
             raise InputError(f"the sensor-noise model works on metric depth; this model generates "
                              f"{model.input_convention.depth} depth, which has none")
@@ -189,7 +186,18 @@ class SamplingPipeline:
         self.block_size = int(block_size)
         self.generator_error: dict | None = None
         self._fast: DepthGenerator | None = None
+        self.precision = "fp32"
+
+    def use_precision(self, precision: str, *, check: bool = True) -> SamplingPipeline:
+        """Run the generator in `precision`: "fp32", "fp32-fast", "bf16" or "auto" (module
+        docstring); returns the pipeline. A fast path is measured first, on one block of prior
+        samples against the exact modules, and refused (or, for "auto", passed over) if it
+        moves the depth by `FAST_TOLERANCE_MM` or more; `generator_error` then holds what was
+        measured. check=False trusts an explicit fast path that an earlier pipeline of the same
+        model already measured (worker processes)."""
+        self._fast, self.generator_error = None, None
         self.precision = self._choose_precision(precision, check)
+        return self
 
     # 1 → 5: the whole pipeline, on given codes.
     def __call__(self, codes: torch.Tensor | np.ndarray, centers: np.ndarray, *,
@@ -404,9 +412,9 @@ class _PipelineSource:
     @property
     def pipeline(self) -> SamplingPipeline:
         if self._pipeline is None:
-            self._pipeline = SamplingPipeline(self.model, device=self.device, precision=self.precision,
-                                              noise=self.noise, cube_mm=self.cube_mm,
-                                              check=not self._precision_checked)
+            self._pipeline = SamplingPipeline(self.model, device=self.device, noise=self.noise,
+                                              cube_mm=self.cube_mm)
+            self._pipeline.use_precision(self.precision, check=not self._precision_checked)
             # Resolved and checked once; worker processes (which unpickle this) reuse it unchecked.
             self.precision, self._precision_checked = self._pipeline.precision, True
         return self._pipeline
