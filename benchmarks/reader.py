@@ -32,7 +32,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from synthgen.data.dataset import Augmentation, HandDataset, ShuffledHandBatches, _new_tensor
+from synthgen.data.augment import Augmentation
+from synthgen.data.batch_ring import _new_tensor
+from synthgen.data.dataset import HandDataset, ShuffledHandBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 20_000  # samples/s, shuffled epoch with 2 workers (the goal for a training reader)

@@ -16,7 +16,7 @@ from typer.exceptions import TyperException
 
 import synthgen
 from synthgen.conventions import CAMERAS
-from synthgen.errors import InputError, SynthgenError
+from synthgen.errors import InputError, OutputExistsError, SynthgenError, command_line_text
 from synthgen.tuning import tune_process
 
 _debug = False
@@ -38,7 +38,7 @@ class OneLineErrors(TyperGroup):
         except SynthgenError as e:
             if _debug:
                 raise
-            _fail(str(e), e.exit_code)
+            _fail(command_line_text(e), e.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except OSError as e:
@@ -346,58 +346,38 @@ def estimate(
     batch_size: Annotated[int, typer.Option(min=1, max=65536)] = 256,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Depth → pose through the model's posterior path (its inference form: < 1e-3 mm from the exact one).
+    """Depth → pose through the model's posterior path (its inference form: within 5e-3 mm of the exact one).
 
     The store's crops are read in the model's input convention: centre-relative crops are
     front-aligned for a converted release model; a mismatch that cannot be converted is refused
     and one that can only be approximated (crop geometry, centring rule) is warned about."""
     import numpy as np
-    import torch
 
     from synthgen.data.reader import open_store
-    from synthgen.models.evaluate import pose_metrics
-    from synthgen.models.inference import PoseEstimator
+    from synthgen.models.estimate import convention_notes, estimate_store, metrics_against_store
     from synthgen.outputs import atomic_output, check_output_file
+    from synthgen.sampling import load_model
 
     if out is not None and out.suffix != ".npy":
         raise InputError(f"--out must end in .npy, got {out.name}")
     if out is not None:
         check_output_file(out, overwrite)
-    from synthgen.sampling import load_model
-
     net = load_model(model)
     data = open_store(store)
     if as_json and data.joint_layout != net.joint_layout:
         raise InputError(f"--json compares with the store's poses, which are {data.joint_layout} joints; the model "
                          f"estimates {net.joint_layout} joints")
-    from synthgen.data.crops import adapt_depth, convention_mismatch, require_adaptable
-
-    stored, wanted = data.input_convention, net.input_convention
-    require_adaptable(stored, wanted)
-    for note in convention_mismatch(stored, wanted):
+    for note in convention_notes(data, net):
         typer.echo(f"warning: {note}", err=True)
-    poses = np.empty((len(data), net.config.vae.num_joints, 3), dtype=np.float32)
-    estimator = PoseEstimator(net)
     start = time.perf_counter()
     with _progress(len(data), "estimate") as advance:
-        for i in range(0, len(data), batch_size):
-            batch = data.read(slice(i, min(i + batch_size, len(data))))
-            depth = adapt_depth(batch.depth, stored, wanted, data.metadata.cube_mm)
-            poses[i:i + len(batch)] = estimator(torch.from_numpy(depth), torch.from_numpy(batch.center)).numpy()
-            advance(len(batch))
+        poses = estimate_store(data, net, batch_size, on_progress=advance)
     elapsed = time.perf_counter() - start
     if out is not None:
         with atomic_output(out, overwrite) as partial:
             np.save(partial, poses)
     if as_json:
-        from synthgen.conventions import LAYOUTS, NYU_EVAL_JOINTS
-
-        truth = data.read_array("pose")
-        metrics = pose_metrics(poses, truth, joint_names=LAYOUTS[net.joint_layout].joint_names)
-        if net.joint_layout == "nyu36":  # the field evaluates NYU on 14 of its 36 points
-            evaluated = list(NYU_EVAL_JOINTS)
-            metrics["nyu14"] = pose_metrics(poses[:, evaluated], truth[:, evaluated],
-                                            joint_names=LAYOUTS["nyu"].joint_names)
+        metrics = metrics_against_store(poses, data, net.joint_layout)
         metrics.update(num_samples=len(data), frames_per_s=len(data) / elapsed, model_checksum=net.checksum)
         typer.echo(json.dumps(metrics, indent=2))
     else:
@@ -483,7 +463,7 @@ def _summary(n: int, what: str, out: Path, elapsed: float) -> str:
 
 def _refuse_existing(out: Path | None, overwrite: bool) -> None:
     if out is not None and out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(out)
 
 
 def _model_params(model: Path | None) -> str:
@@ -682,25 +662,15 @@ def walk(
 ) -> None:
     """A smooth random walk through the prior (underdamped Langevin) → store and/or video."""
     tune_process()
-    import numpy as np
-    import torch
-
-    from synthgen.sampling import CropCenters, SamplingPipeline, latent_walk, load_model, resolve_device
-    from synthgen.sampling.pipeline import CENTER_STREAM, LATENT_STREAM, stream_seed
-    from synthgen.sampling.prior import whitened_to_codes
+    from synthgen.sampling import SamplingPipeline, load_model, resolve_device
+    from synthgen.sampling.walk import walk_path
 
     _check_path_outputs(out, video, overwrite, steps)
-    positions = latent_walk(steps, step_size, torch.Generator().manual_seed(stream_seed(seed, 0, LATENT_STREAM)))
     dev = resolve_device(device.value)
     net = load_model(model)
     pipeline = SamplingPipeline(net, device=dev)
-    codes = whitened_to_codes(net, positions, prior.value, root.value)
-    center = CropCenters(camera.value).sample(1, np.random.default_rng([seed, 0, CENTER_STREAM]))
-    centers = np.repeat(center, steps, axis=0)
-    params = {"mode": "walk", "steps": steps, "step_size": step_size, "friction": 1.0, "prior": prior.value,
-              "root": root.value,
-              "process": "underdamped Langevin, BAOAB, stationary N(0, I)", "center": center[0].tolist(),
-              "model": _model_params(model)}
+    path = walk_path(net, steps, step_size, seed, prior=prior.value, root=root.value, camera=camera.value)
+    codes, centers, params = path.codes, path.centers, {**path.params, "model": _model_params(model)}
     _write_path("walk", codes, centers, net, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,
                 camera=camera.value, seed=seed, params=params)
 

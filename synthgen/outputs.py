@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from synthgen.errors import InputError, SynthgenError
+from synthgen.errors import InputError, OutputExistsError, SynthgenError
 
 
 def check_output_file(path: Path, overwrite: bool, option: str = "--out") -> None:
@@ -23,7 +23,7 @@ def check_output_file(path: Path, overwrite: bool, option: str = "--out") -> Non
     if path.is_dir():
         raise InputError(f"{option} {path} is a directory; name a file")
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(path)
     if not path.parent.is_dir():
         raise InputError(f"{option}: directory {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):

@@ -389,7 +389,7 @@ def test_conversion_refuses_bad_releases(tmp_path):
         (tmp_path / "pickled" / f"{name}.npz").write_bytes(b"\x80\x04not a zip")
     with pytest.raises(InputError, match="not a numpy .npz"):
         convert_crossing_nets(tmp_path / "pickled", "icvl")
-    with pytest.raises(InputError, match="root-joint"):
+    with pytest.raises(InputError, match="root_joint 16 is not a joint index"):
         convert_crossing_nets(good, "icvl", root_joint=16)
 
 

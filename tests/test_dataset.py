@@ -14,18 +14,14 @@ import zarr
 from torch.utils.data import DataLoader, IterableDataset
 
 from synthgen.conventions import CROP_SIZE, JOINT_NAMES, LAYOUTS, NYU_EVAL_JOINTS
-from synthgen.data import dataset as dataset_module
-from synthgen.data.dataset import (
-    RING_SLOTS,
-    Augmentation,
-    HandDataset,
-    ShuffledHandBatches,
-    _ShardBlocks,
-    transform_crops,
-)
+from synthgen.data import batch_ring
+from synthgen.data.augment import Augmentation, transform_crops
+from synthgen.data.batch_ring import RING_SLOTS
+from synthgen.data.dataset import HandDataset, ShuffledHandBatches
 from synthgen.data.layouts import converter, nyu36_from_canonical
 from synthgen.data.reader import open_store
 from synthgen.data.schema import CorruptStoreError, SampleBatch, StoreMetadata, shard_path
+from synthgen.data.shard_blocks import _ShardBlocks
 from synthgen.data.writer import StoreWriter
 from synthgen.errors import InputError
 from synthgen.hand.camera import denormalize_depth, denormalize_joints, normalize_depth
@@ -179,13 +175,13 @@ def test_worker_batches_are_exact_seeded_and_their_memory_is_reused_only_when_dr
     # Dropping each batch as training does: every one is right when it arrives, and all 40 are
     # made in the workers' rings (one block of memory each, counted across the fork).
     allocations = torch.zeros(1, dtype=torch.int64).share_memory_()
-    real_new_tensor = dataset_module._new_tensor
+    real_new_tensor = batch_ring._new_tensor
 
     def counted(shape, dtype):
         allocations.add_(1)
         return real_new_tensor(shape, dtype)
 
-    monkeypatch.setattr(dataset_module, "_new_tensor", counted)
+    monkeypatch.setattr(batch_ring, "_new_tensor", counted)
     stream.set_epoch(0)
     seen = []
     for batch in stream.loader(2, multiprocessing_context="fork"):

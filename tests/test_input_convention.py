@@ -309,7 +309,8 @@ def test_pose_label_files_that_do_not_parse_are_refused(tmp_path, dataset, conte
 
 
 def test_relative_depth_is_refused_where_millimetres_are_needed(tmp_path):
-    from synthgen.data.dataset import Augmentation, HandDataset
+    from synthgen.data.augment import Augmentation
+    from synthgen.data.dataset import HandDataset
     from synthgen.data.export import export_store
     from synthgen.data.schema import SampleBatch, StoreMetadata
     from synthgen.data.writer import StoreWriter

@@ -22,144 +22,37 @@ is alive in either process, so batches can be kept as long as wanted (a batch th
 slot held gets memory of its own). Depth comes as the store holds it, float16 (exact, half the
 bytes; depth_dtype="float32" on request). `prefetch(threads)` makes the same batches in
 background threads of the training process instead (benchmarks/reader.py compares them).
+
+The parts live beside this module: augment.py (rotation, scale, shift, noise), batch_ring.py
+(the shared-memory slots), shard_blocks.py (64-sample blocks read from the shard files).
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import os
 import queue
-import sys
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import torch
-from numcodecs import Zstd
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
-from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
-from zarr.codecs.bytes import Endian
-from zarr.codecs.sharding import ShardingCodecIndexLocation
 
 from synthgen.conventions import LAYOUTS
+from synthgen.data.augment import Augmentation, transform_crops  # noqa: F401 (re-exported)
+from synthgen.data.batch_ring import _BatchRing, _pack
 from synthgen.data.layouts import converter
 from synthgen.data.reader import HandStore, open_store
-from synthgen.data.schema import CorruptStoreError, shard_path
+from synthgen.data.shard_blocks import _Block, _ShardBlocks
 from synthgen.errors import InputError
-from synthgen.hand.camera import denormalize_depth, normalize_depth, normalize_joints
-from synthgen.hand.noise import SensorNoise
+from synthgen.hand.camera import normalize_joints
 
 JOINT_UNITS = ("mm", "normalised")
 DEPTH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 ORDER_STREAM, AUGMENT_STREAM = 0, 1  # independent random streams of one buffer
 AUGMENT_SLICE = 16  # samples augmented at once: the warp's temporaries stay in cache (3x faster than 256)
-
-# --- augmentation --------------------------------------------------------------------------
-
-
-def _warp_crops(depth_mm: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Rotate by `angle` (radians) and zoom by `scale` each (n, S, S) crop about its centre pixel.
-
-    Nearest-neighbour resampling: depth must not be blended across a silhouette (that would
-    invent surfaces between hand and background). Pixels that come from outside the crop are
-    0 (no data). Each output pixel reads the input at R(-angle) / scale times its offset from
-    the centre (numpy: twice as fast as torch's grid_sample for nearest on one CPU thread).
-    """
-    n, size = depth_mm.shape[0], depth_mm.shape[-1]
-    half = np.float32((size - 1) / 2)
-    offset = np.arange(size, dtype=np.float32) - half
-    du, dv = offset[None, None, :], offset[None, :, None]
-    cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
-    sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
-    source_u = np.rint(cos * du + sin * dv + half).astype(np.int32)
-    source_v = np.rint(cos * dv - sin * du + half).astype(np.int32)
-    inside = (source_u >= 0) & (source_u < size) & (source_v >= 0) & (source_v < size)
-    flat = source_v * size + source_u + (np.arange(n, dtype=np.int32) * size * size)[:, None, None]
-    warped = np.take(np.ascontiguousarray(depth_mm, np.float32).reshape(-1), np.where(inside, flat, 0))
-    warped[~inside] = 0.0
-    return warped
-
-
-def transform_crops(depth: np.ndarray, joints: np.ndarray, center: np.ndarray, cube_mm: float, *,
-                    angle: np.ndarray, scale: np.ndarray, shift_mm: np.ndarray,
-                    noise: SensorNoise | None = None, rng: np.random.Generator | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply given in-plane rotations, scales and depth shifts to normalised crops and their joints.
-
-    One affine map of the crop's (u, v, d) space per sample, so image and labels stay exactly
-    consistent in uvd: (u, v) about the crop centre pixel -> scale * R(angle) (u, v), with
-    R(a) = [[cos a, -sin a], [sin a, cos a]] in (u right, v down) pixels, i.e. a positive
-    angle turns the image clockwise as displayed; d -> c_z + scale * (d - c_z) + shift_mm.
-    Joints are mapped through the crop's pinhole camera (f = S * c_z / cube) and back. The
-    crop centre is unchanged, so a depth shift moves the hand inside its cube, as an error
-    in the hand-centre estimate would. `noise` (with `rng`) is then applied to the metric
-    depth, as a sensor would.
-
-    depth (n, S, S) normalised, joints (n, J, 3) mm, center (n, 3) mm; angle, scale, shift_mm (n,).
-    Returns (depth normalised float32, joints mm float32).
-    """
-    depth = np.asarray(depth, np.float32)
-    center = np.asarray(center, np.float64)
-    size = depth.shape[-1]
-    cz = center[:, 2]
-    depth_mm = _warp_crops(denormalize_depth(depth, cz, cube_mm), angle, scale)
-    cz_px = cz[:, None, None]
-    depth_mm = np.where(depth_mm > 0, cz_px + scale[:, None, None] * (depth_mm - cz_px) + shift_mm[:, None, None],
-                        0.0).astype(np.float32)
-    if noise is not None:
-        depth_mm = noise.apply(depth_mm, rng)
-
-    joints = np.asarray(joints, np.float64)
-    focal = (size * cz / cube_mm)[:, None]
-    ray_x, ray_y = (center[:, 0] / cz)[:, None], (center[:, 1] / cz)[:, None]
-    du = focal * (joints[..., 0] / joints[..., 2] - ray_x)  # crop pixels from the centre pixel
-    dv = focal * (joints[..., 1] / joints[..., 2] - ray_y)
-    cos, sin, s = np.cos(angle)[:, None], np.sin(angle)[:, None], scale[:, None]
-    du, dv = s * (cos * du - sin * dv), s * (sin * du + cos * dv)
-    z = cz[:, None] + s * (joints[..., 2] - cz[:, None]) + shift_mm[:, None]
-    moved = np.stack([(du / focal + ray_x) * z, (dv / focal + ray_y) * z, z], axis=-1)
-    return normalize_depth(depth_mm, cz, cube_mm), moved.astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random per-sample augmentation; see `transform_crops` for what each one does exactly.
-
-    Each sample draws angle ~ U(-rotation_deg, rotation_deg) degrees, scale ~ U(*scale) and
-    shift ~ U(-depth_shift_mm, depth_shift_mm); `noise` adds the sensor model on top.
-    The defaults follow DeepPrior++-style training (any in-plane angle, +-10 % size,
-    a centre error of up to 10 mm); pass 0 / (1, 1) to switch one off.
-    """
-
-    rotation_deg: float = 180.0
-    scale: tuple[float, float] = (0.9, 1.1)
-    depth_shift_mm: float = 10.0
-    noise: SensorNoise | None = None
-
-    def __post_init__(self) -> None:
-        low, high = (float(v) for v in self.scale)
-        if not 0 < low <= high:
-            raise InputError(f"augmentation scale must be 0 < low <= high, got {self.scale!r}")
-        if not 0 <= self.rotation_deg <= 180:
-            raise InputError(f"augmentation rotation_deg must be in [0, 180], got {self.rotation_deg!r}")
-        if not 0 <= self.depth_shift_mm < 1000:
-            raise InputError(f"augmentation depth_shift_mm must be in [0, 1000), got {self.depth_shift_mm!r}")
-
-    def apply(self, depth: np.ndarray, joints: np.ndarray, center: np.ndarray, cube_mm: float,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        n = len(depth)
-        angle = np.deg2rad(rng.uniform(-self.rotation_deg, self.rotation_deg, n))
-        scale = rng.uniform(self.scale[0], self.scale[1], n)
-        shift = rng.uniform(-self.depth_shift_mm, self.depth_shift_mm, n)
-        return transform_crops(depth, joints, center, cube_mm, angle=angle, scale=scale, shift_mm=shift,
-                               noise=self.noise, rng=rng)
-
 
 # --- shared by both datasets ---------------------------------------------------------------
 
@@ -212,133 +105,6 @@ class _Output:
         if self.joints == "normalised":
             joints = normalize_joints(joints, center, self.cube_mm)
         return np.ascontiguousarray(joints, np.float32)
-
-
-def _new_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An empty tensor, in shared memory inside a DataLoader worker (no copy on hand-over)."""
-    if get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
-    numel = math.prod(shape)
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel, device="cpu")
-    return torch.empty(0, dtype=dtype).new(storage).view(shape)
-
-
-# --- batch memory, reused ------------------------------------------------------------------
-
-SLOT_HEADER = 64  # bytes before a slot's batch: its two holder flags, then padding (fields stay aligned)
-HELD_BY_TRAINER, HELD_BY_READER = 0, 1  # header byte k is 1 while a batch over the slot is alive there
-RING_SLOTS = 8  # batches alive at once per reader: DataLoader prefetch (4 in `loader()`) + in use + arriving
-
-
-def _pack(shapes: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> tuple[tuple, int]:
-    """A batch's byte layout: fields (name, byte offset, shape, dtype) packed in order at 64-byte
-    boundaries, and the bytes they take."""
-    fields, at = [], 0
-    for name, (shape, dtype) in shapes.items():
-        fields.append((name, at, shape, dtype))
-        at += -(-math.prod(shape) * dtype.itemsize // 64) * 64
-    return tuple(fields), at
-
-
-def _release(flags: np.ndarray, at: int, keep: object) -> None:
-    """Clear a slot's holder flag; `keep` is whatever had to stay alive as long as the batch."""
-    flags[at] = 0
-
-
-def _slot_batch(memory: torch.Tensor, start: int, layout: tuple[tuple, int], holder: int,
-                keep: object = None) -> dict[str, torch.Tensor]:
-    """Tensors laid out as `layout` over the slot at byte `start` of `memory` (uint8). The slot's
-    `holder` flag stays 1 until no tensor of the batch (nor any view of one) is alive in this
-    process: they share one storage, made over `payload`, which it keeps alive until the last goes."""
-    fields, nbytes = layout
-    flags = memory.numpy()
-    payload = flags[start + SLOT_HEADER:start + SLOT_HEADER + nbytes]
-    flags[start + holder] = 1
-    weakref.finalize(payload, _release, flags, start + holder, keep)
-    data = torch.from_numpy(payload)
-    return {name: data[offset:offset + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
-            for name, offset, shape, dtype in fields}
-
-
-class _Mapped(dict):
-    """The rings of one DataLoader's workers mapped in the training process (data pointer -> ring)."""
-
-
-_MAPPED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # the DataLoader's base seed -> _Mapped
-
-
-def _receive(memory: torch.Tensor, start: int, layout: tuple[tuple, int], loader: int | None) -> dict:
-    """A worker's batch (`_SharedBatch`) unpickled in the training process, as tensors over its slot.
-
-    Every batch from one DataLoader keeps all its workers' rings alive here, so that PyTorch,
-    which maps a shared storage again once no tensor holds it, maps each ring once rather than
-    once per batch (page faults: ~2.5 µs of CPU a sample, measured); the last batch gone unmaps them.
-    """
-    mapped = None
-    if loader is not None:  # a ring's slot, not memory of its own
-        mapped = _MAPPED.get(loader)
-        if mapped is None:
-            mapped = _MAPPED[loader] = _Mapped()
-        mapped[memory.data_ptr()] = memory
-    return _slot_batch(memory, start, layout, HELD_BY_TRAINER, keep=mapped)
-
-
-class _BatchRing:
-    """One reader's batch memory: `RING_SLOTS` batch-sized slots in one block (shared memory in a
-    DataLoader worker, touched only as used), a slot taken again once its last batch is gone from
-    the reader and from the training process; a batch that finds none free gets memory of its own.
-
-    Why: PyTorch hands a worker's tensors over in fresh shared memory, whose pages the kernel
-    zeroes in the worker, maps again in the trainer and frees after: ~20-35 µs of CPU a sample
-    in each process, more than reading the sample (measured). A ring's pages are made once and
-    stay mapped in both processes.
-    """
-
-    def __init__(self, slot_bytes: int) -> None:
-        self.slot_bytes = SLOT_HEADER + slot_bytes
-        self.memory = _new_tensor((RING_SLOTS * self.slot_bytes,), torch.uint8)
-        self.flags = self.memory.numpy()
-        info = get_worker_info()
-        self.loader = None if info is None else info.seed - info.id  # shared by the DataLoader's workers
-
-    def batch(self, layout: tuple[tuple, int]) -> dict[str, torch.Tensor]:
-        """Uninitialised tensors laid out as `layout` (at most the slot's bytes) in a free slot."""
-        for start in range(0, len(self.flags), self.slot_bytes):
-            if not self.flags[start:start + 2].any():
-                memory, loader = self.memory, self.loader
-                break
-        else:
-            memory, start, loader = _new_tensor((self.slot_bytes,), torch.uint8), 0, None
-        tensors = _slot_batch(memory, start, layout, HELD_BY_READER)
-        return _SharedBatch(tensors, (memory, start, layout, loader)) if memory.is_shared() else tensors
-
-
-class _SharedBatch(dict):
-    """A batch made in a DataLoader worker: a dict of its tensors there, pickled (by the
-    DataLoader, to the training process) as its slot, which `_receive` maps there as tensors.
-    A batch changed in the worker (a value replaced, a key added), or sent again while the
-    training process still holds it, pickles as plain tensors."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor], slot: tuple) -> None:
-        super().__init__(tensors)
-        self._made, self._slot = tensors, slot
-
-    def __copy__(self) -> _SharedBatch:  # the DataLoader's default_convert copies the batch
-        clone = _SharedBatch(self._made, self._slot)
-        clone.update(self)
-        return clone
-
-    def __deepcopy__(self, memo: dict) -> dict:
-        return copy.deepcopy(dict(self), memo)
-
-    def __reduce__(self):
-        memory, start = self._slot[:2]
-        flags = memory.numpy()
-        changed = self.keys() != self._made.keys() or any(self[key] is not v for key, v in self._made.items())
-        if changed or flags[start + HELD_BY_TRAINER]:
-            return dict, (dict(self),)
-        flags[start + HELD_BY_TRAINER] = 1  # before the reader may see the slot free
-        return _receive, self._slot
 
 
 # --- map-style dataset ---------------------------------------------------------------------
@@ -414,94 +180,6 @@ class HandDataset(Dataset):
 
 
 # --- the training stream -------------------------------------------------------------------
-
-
-class _ShardBlocks:
-    """Reads 64-sample blocks of a store's depth straight from its shard files.
-
-    Zarr's per-call machinery costs ~2 ms, more than decoding a 64-sample chunk (~1 ms), so a
-    shuffled reader that makes one call per block spends most of its time there (measured
-    here: ~17 k vs ~42 k samples/s for random blocks). This is the Zarr v3 sharding spec's read
-    path for the one layout StoreWriter writes (float16, shards split along N, inner chunks
-    `bytes(little) + zstd`, index `bytes(little) + crc32c` at the end), checked against the
-    array's metadata when opened: any other layout, or an unaligned block, goes through Zarr.
-    An inner chunk the index marks absent (all fill value: Zarr does not store those) or a
-    missing shard file reads as the fill value, as through Zarr.
-    """
-
-    def __init__(self, store_root: Path, array) -> None:
-        self.array, self.root = array, store_root
-        self.direct = _writer_layout(array)
-        if self.direct:
-            self.shard_size, self.chunk_size = array.shards[0], array.metadata.codecs[0].chunk_shape[0]
-            self.chunks_per_shard = self.shard_size // self.chunk_size
-            self.fill = np.full((self.chunk_size,) + array.shape[1:], array.metadata.fill_value, np.float16)
-            self._decoded = np.empty_like(self.fill)
-        self._indices: dict[int, np.ndarray | None] = {}
-        self._zstd = Zstd()
-
-    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Samples [start, stop) of the depth array, float16; valid until the next read. A whole
-        inner chunk is decoded straight into `out` (float16, C-contiguous) when given: one copy fewer."""
-        if not self.direct or start % self.chunk_size or stop - start > self.chunk_size:
-            return self.array[start:stop]
-        shard, inner = divmod(start // self.chunk_size, self.chunks_per_shard)
-        path = shard_path(self.root, self.array, shard)
-        try:
-            with open(path, "rb") as file:
-                index = self._index(shard, file, path)
-                offset, nbytes = (int(v) for v in index[inner]) if index is not None else (_ABSENT, _ABSENT)
-                if offset == _ABSENT:
-                    return self.fill[:stop - start]
-                file.seek(offset)
-                raw = file.read(nbytes)
-        except FileNotFoundError:
-            return self.fill[:stop - start]
-        try:
-            whole = out is not None and stop - start == self.chunk_size
-            block = self._zstd.decode(raw, out=out if whole else self._decoded)  # float16, little-endian: as the host
-        except (RuntimeError, ValueError) as error:
-            raise CorruptStoreError(f"{path}: inner chunk {inner} does not decode ({error}); the store is damaged "
-                                    f"(`synthgen verify` names the chunk)") from None
-        return out if whole else block[:stop - start]
-
-    def _index(self, shard: int, file, path: Path) -> np.ndarray | None:
-        """(chunks per shard, 2) offsets and sizes, read once per shard and checked (crc32c)."""
-        if shard not in self._indices:
-            size = 16 * self.chunks_per_shard + 4
-            file.seek(-size, os.SEEK_END)
-            raw = file.read(size)
-            if int.from_bytes(raw[-4:], "little") != google_crc32c.value(raw[:-4]):
-                raise CorruptStoreError(f"{path}: the shard index fails its crc32c check; the store is damaged")
-            self._indices[shard] = np.frombuffer(raw[:-4], "<u8").reshape(self.chunks_per_shard, 2)
-        return self._indices[shard]
-
-
-_ABSENT = 2**64 - 1  # offset and size of an inner chunk the shard does not hold
-
-
-def _writer_layout(array) -> bool:
-    """Whether `array` has exactly the depth layout StoreWriter writes (see _ShardBlocks)."""
-    codecs = array.metadata.codecs
-    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-        return False
-    sharding = codecs[0]
-    inner, index = sharding.codecs, sharding.index_codecs
-    return (array.dtype == np.float16 and array.shards is not None and array.shards[1:] == array.shape[1:]
-            and tuple(sharding.chunk_shape[1:]) == tuple(array.shape[1:])
-            and array.shards[0] % sharding.chunk_shape[0] == 0
-            and sharding.index_location == ShardingCodecIndexLocation.end
-            and [type(c) for c in inner] == [BytesCodec, ZstdCodec] and inner[0].endian == Endian.little
-            and [type(c) for c in index] == [BytesCodec, Crc32cCodec] and index[0].endian == Endian.little
-            and array.metadata.chunk_key_encoding.separator == "/" and sys.byteorder == "little")
-
-
-
-@dataclass(frozen=True)
-class _Block:
-    store: int
-    start: int
-    stop: int
 
 
 class ShuffledHandBatches(IterableDataset):

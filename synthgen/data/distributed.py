@@ -45,10 +45,10 @@ def parse_scheduler(spec: str) -> int | str:
     if spec.startswith(LOCAL_PREFIX):
         count = spec[len(LOCAL_PREFIX):]
         if not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_WORKERS:
-            raise InputError(f"--scheduler {spec}: expected local:N with N in 1..{MAX_LOCAL_WORKERS}")
+            raise InputError(f"{spec}: expected local:N with N in 1..{MAX_LOCAL_WORKERS}", option="scheduler")
         return int(count)
     if not _ADDRESS.match(spec):
-        raise InputError(f"--scheduler {spec!r}: expected local:N or a scheduler address such as tcp://HOST:8786")
+        raise InputError(f"{spec!r}: expected local:N or a scheduler address such as tcp://HOST:8786", option="scheduler")
     return spec
 
 

@@ -56,7 +56,7 @@ import numpy as np
 from synthgen.conventions import CAMERAS, LAYOUTS, NYU_EVAL_JOINTS, Intrinsics, camera_to_msra_file
 from synthgen.data.layouts import converter
 from synthgen.data.reader import HandStore, open_store
-from synthgen.errors import InputError
+from synthgen.errors import InputError, OutputExistsError
 from synthgen.hand.camera import crop_intrinsics, denormalize_depth, project
 
 EXPORT_LAYOUTS = ("nyu", "icvl", "msra", "hands2017")
@@ -244,9 +244,9 @@ def _check(store: HandStore, layout: str, fmt: str, out: Path, overwrite: bool) 
         raise InputError(f"unknown export format {fmt!r} (choose: {', '.join(EXPORT_FORMATS)})")
     converter(store.joint_layout, DATASETS[layout].label_layout if fmt != "npz" else layout)
     if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(out)
     if out.resolve() == store.path.resolve() or store.path.resolve() in out.resolve().parents:
-        raise InputError(f"--out {out} lies inside the store {store.path}")
+        raise InputError(f"{out} lies inside the store {store.path}", option="out")
 
 
 def export_store(store_path: str | Path, out: str | Path, *, layout: str, fmt: str, crop: bool = False,

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from synthgen.conventions import LAYOUTS, RELEASE_INPUT
-from synthgen.errors import InputError
+from synthgen.errors import InputError, OutputExistsError
 from synthgen.models.config import (
     CrossingNetsConfig,
     DiscriminatorConfig,
@@ -102,7 +102,7 @@ def find_release_files(directory: str | Path, prefix: str | None = None) -> dict
     `-1_gen_params.npz` next to `100_gen_params.npz`)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"--weights {directory}: not a directory")
+        raise InputError(f"{directory}: not a directory", option="weights")
     files = [p for p in directory.iterdir() if p.is_file() and p.name.startswith(prefix or "")]
     found, missing = {}, []
     for name in RELEASE_FILES:
@@ -211,7 +211,7 @@ def convert_crossing_nets(directory: str | Path, dataset: str, *, prefix: str | 
     )
     release_root = LAYOUTS[spec.release_layout].root if root_joint is None else int(root_joint)
     if not 0 <= release_root < spec.num_joints:
-        raise InputError(f"--root-joint {release_root} is not a joint index of {dataset} (0..{spec.num_joints - 1})")
+        raise InputError(f"{release_root} is not a joint index of {dataset} (0..{spec.num_joints - 1})", option="root_joint")
     joint_map = _joint_map(spec)
     model = CrossingNets(config, PoseNormalisation(root_joint=int(joint_map[release_root])),
                          joint_layout=spec.model_layout)
@@ -397,10 +397,10 @@ def fit_statistics(model: CrossingNets, store_path: str | Path, batch_size: int 
 
     store = open_store(store_path)
     if store.joint_layout != model.joint_layout:
-        raise InputError(f"--stats {store_path}: the store holds {store.joint_layout} joints, the model "
-                         f"{model.joint_layout}")
+        raise InputError(f"{store_path}: the store holds {store.joint_layout} joints, the model "
+                         f"{model.joint_layout}", option="stats")
     if len(store) < 2:
-        raise InputError(f"--stats {store_path}: needs at least 2 samples to fit a covariance")
+        raise InputError(f"{store_path}: needs at least 2 samples to fit a covariance", option="stats")
     latents, offsets = [], []
     for start in range(0, len(store), batch_size):
         batch = store.read(slice(start, min(start + batch_size, len(store))))
@@ -418,8 +418,8 @@ def fit_pose_statistics(model: CrossingNets, poses: np.ndarray, source: str, bat
     root-relative, so no crop centre is needed; the root-offset Gaussian stays as it was."""
     poses = np.asarray(poses, np.float32)
     if poses.ndim != 3 or poses.shape[1:] != (model.config.vae.num_joints, 3):
-        raise InputError(f"--poses {source}: poses are {poses.shape[1:]}, the model encodes "
-                         f"({model.config.vae.num_joints}, 3)")
+        raise InputError(f"{source}: poses are {poses.shape[1:]}, the model encodes "
+                         f"({model.config.vae.num_joints}, 3)", option="poses")
     latents = []
     for start in range(0, len(poses), batch_size):
         batch = torch.from_numpy(poses[start:start + batch_size])
@@ -465,7 +465,7 @@ def save_converted(model: CrossingNets, out: str | Path, *, overwrite: bool = Fa
 
     out = Path(out)
     if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(out)
     working = out.with_name(out.name + ".incomplete")
     if working.exists():
         shutil.rmtree(working)

@@ -475,7 +475,25 @@ def train(recipe: Recipe, data: TrainingData, out_dir: str | Path | None = None,
 
 
 def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool) -> CrossingNets:
+    """The run, top to bottom: check the data, build the model, find where to start, run the
+    stages in order, then fit the prior, save and evaluate."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    split = _checked_split(r, data)
+    torch.manual_seed(r.seed)
+    model, trainer = _build(r, data, split)
+    stages = _stages(r)
+    start = _ResumePoint.find(out_dir, r, model, split) if resume else _ResumePoint()
+    log = MetricsLog(out_dir / "metrics.csv", start.step if start.checkpoint is not None else None)
+    run = _StageRun(r, model, trainer, split, log, out_dir, progress, r.total_steps,
+                    step_global=sum(stage.steps for stage in stages[:start.stage]) + start.stage_step)
+    model.train()
+    for stage in stages:
+        if stage.index >= start.stage and stage.steps:
+            run.run(stage, start)
+    return _finish(r, data, model, trainer, split, out_dir, progress)
+
+
+def _checked_split(r: Recipe, data: TrainingData) -> Split:
     split = split_indices(len(data), r.data.val_fraction, r.data.labeled_fraction, r.data.split_seed)
     if len(split.train) == 0:
         raise InputError("no training samples after the held-out split")
@@ -485,10 +503,17 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
     if data.pose.shape[1] != r.model.vae.num_joints:
         raise InputError(f"the data has {data.pose.shape[1]} joints (layout {data.joint_layout}) but the recipe's "
                          f"model.vae.num_joints is {r.model.vae.num_joints}; set it to {data.pose.shape[1]}")
+    return split
 
-    torch.manual_seed(r.seed)
+
+def _samples(split: Split) -> dict:
+    return {"train": len(split.train), "labeled": len(split.labeled), "val": len(split.val)}
+
+
+def _build(r: Recipe, data: TrainingData, split: Split) -> tuple[CrossingNets, Trainer]:
+    """A fresh model (PCA-initialised VAE, root-offset statistics, `init_from` weights) and its trainer."""
     provenance = {"data_digest": data.data_digest, "recipe": r.to_dict(), "synthgen_version": synthgen.__version__,
-                  "samples": {"train": len(split.train), "labeled": len(split.labeled), "val": len(split.val)}}
+                  "samples": _samples(split)}
     # Non-canonical layouts keep their own root (NYU's palm centre); the canonical one keeps the default.
     normalisation = PoseNormalisation(root_joint=LAYOUTS[data.joint_layout].root)
     model = CrossingNets(r.model, normalisation, provenance=provenance, joint_layout=data.joint_layout,
@@ -500,79 +525,159 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
         _init_from(model, r.init_from, r)
     if r.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
+    return model, trainer
 
-    plan = [("vae", r.vae.steps, r.vae.batch_size),
-            ("gan", 0 if not r.losses.use_gan else r.gan.steps, r.gan.batch_size),
-            ("warmup", r.joint.warmup_steps, r.joint.batch_size),
-            ("joint", r.joint.steps, r.joint.batch_size),
-            ("refine", r.refine.steps, r.refine.batch_size)]
-    total = r.total_steps
 
-    start_stage, start_step, saved_opt, resume_step = 0, 0, None, None
-    ckpt = _latest_checkpoint(out_dir) if resume else None
-    if ckpt is not None:
+@dataclass
+class _Stage:
+    """One training stage: its place in STAGES, its steps and batch size, and one step of it."""
+
+    index: int
+    steps: int
+    batch: int
+    name = ""
+    freezes_vae = False  # the pose side is fixed from here on (codes are computed once, in `begin`)
+
+    def step(self, trainer: Trainer, opt: dict, labeled: EpochSampler, unlabeled: EpochSampler | None,
+             step: int, gen: torch.Generator) -> dict:
+        raise NotImplementedError
+
+
+class _VaeStage(_Stage):
+    name = "vae"
+
+    def step(self, trainer, opt, labeled, unlabeled, step, gen):
+        return trainer.vae_step(opt, trainer.labeled_rows(labeled(step)), gen)
+
+
+class _GanStage(_Stage):
+    name = "gan"
+
+    def step(self, trainer, opt, labeled, unlabeled, step, gen):
+        return trainer.gan_step(opt, unlabeled(step), gen)
+
+
+class _WarmupStage(_Stage):
+    name, freezes_vae = "warmup", True
+
+    def step(self, trainer, opt, labeled, unlabeled, step, gen):
+        return trainer.warmup_step(opt, labeled(step), gen)
+
+
+class _JointStage(_Stage):
+    name, freezes_vae, adversarial = "joint", True, True
+
+    def step(self, trainer, opt, labeled, unlabeled, step, gen):
+        real = unlabeled(step) if unlabeled is not None else None
+        return trainer.joint_step(opt, labeled(step), real, gen, adversarial=self.adversarial)
+
+
+class _RefineStage(_JointStage):
+    """The joint step's supervised halves alone (the posterior path)."""
+
+    name, adversarial = "refine", False
+
+
+def _stages(r: Recipe) -> list[_Stage]:
+    stages = [_VaeStage(0, r.vae.steps, r.vae.batch_size),
+              _GanStage(1, 0 if not r.losses.use_gan else r.gan.steps, r.gan.batch_size),
+              _WarmupStage(2, r.joint.warmup_steps, r.joint.batch_size),
+              _JointStage(3, r.joint.steps, r.joint.batch_size),
+              _RefineStage(4, r.refine.steps, r.refine.batch_size)]
+    assert tuple(stage.name for stage in stages) == STAGES
+    return stages
+
+
+@dataclass
+class _ResumePoint:
+    """Where a run starts: stage index and step within it, the global step and optimiser state
+    of the checkpoint it continues (none: a fresh start)."""
+
+    stage: int = 0
+    stage_step: int = 0
+    step: int | None = None
+    optimizers: dict | None = None
+    checkpoint: Path | None = None
+
+    @classmethod
+    def find(cls, out_dir: Path, r: Recipe, model: CrossingNets, split: Split) -> _ResumePoint:
+        """The latest checkpoint in out_dir, loaded into `model` (a fresh start if there is none)."""
+        ckpt = _latest_checkpoint(out_dir)
+        if ckpt is None:
+            return cls()
         state, saved_opt = load_training_state(ckpt)
         if _trajectory(state["recipe"]) != _trajectory(json.loads(json.dumps(r.to_dict()))):
             raise CheckpointError(f"{ckpt}: was written by a recipe that trains differently; resume needs the same "
                                   f"data, model, stages, losses and precision")
-        if state["split_seed"] != r.data.split_seed or state["samples"] != provenance["samples"]:
+        if state["split_seed"] != r.data.split_seed or state["samples"] != _samples(split):
             raise CheckpointError(f"{ckpt}: was trained on a different data split")
         loaded = load(ckpt)
         model.load_state_dict(loaded.state_dict())
         model.root_offset, model.latent = loaded.root_offset, loaded.latent
-        start_stage, start_step, resume_step = STAGES.index(state["stage"]), state["stage_step"], state["step"]
-    log = MetricsLog(out_dir / "metrics.csv", resume_step if ckpt is not None else None)
+        return cls(STAGES.index(state["stage"]), state["stage_step"], state["step"], saved_opt, ckpt)
 
-    step_global = sum(n for _, n, _ in plan[:start_stage]) + start_step
-    model.train()
-    for si, (stage, steps, batch) in enumerate(plan):
-        if si < start_stage or steps == 0:
-            continue
-        if stage in ("warmup", "joint", "refine"):
+
+@dataclass
+class _StageRun:
+    """Runs stages one after the other: optimisers, learning rates, logging, checkpoints, progress."""
+
+    r: Recipe
+    model: CrossingNets
+    trainer: Trainer
+    split: Split
+    log: MetricsLog
+    out_dir: Path
+    progress: Callable[[dict], None] | None
+    total: int
+    step_global: int
+
+    def run(self, stage: _Stage, start: _ResumePoint) -> None:
+        r, model = self.r, self.model
+        if stage.freezes_vae:
             _set_trainable(model.vae.parameters(), False)
-            trainer.compute_codes()
-        skeleton = isinstance(model.generator, SkeletonGenerator)
-        if stage != "vae" and skeleton and not model.generator.pose.initialised:
+            self.trainer.compute_codes()
+        if stage.name != "vae" and isinstance(model.generator, SkeletonGenerator) \
+                and not model.generator.pose.initialised:
             model.generator.pose.init_from_pose_code(model.vae, model.align)  # VAE trained
-        opt = _optimizers(model, r, stage)
-        first = start_step if si == start_stage else 0
-        if si == start_stage and saved_opt is not None:
+        opt = _optimizers(model, r, stage.name)
+        resuming = stage.index == start.stage
+        if resuming and start.optimizers is not None:
             for name, o in opt.items():
-                o.load_state_dict(saved_opt[name])
-        labeled = EpochSampler(split.labeled, batch, r.seed, stream=si)
-        unlabeled = EpochSampler(split.train, batch, r.seed, stream=10 + si)
-        separate_real = len(split.labeled) < len(split.train)
-        for step in range(first, steps):
-            lr = _lr(r, stage, step, steps)
+                o.load_state_dict(start.optimizers[name])
+        labeled = EpochSampler(self.split.labeled, stage.batch, r.seed, stream=stage.index)
+        unlabeled = EpochSampler(self.split.train, stage.batch, r.seed, stream=10 + stage.index)
+        # the joint stages draw real crops apart from the labeled ones only when some are unlabeled
+        if isinstance(stage, _JointStage) and len(self.split.labeled) >= len(self.split.train):
+            unlabeled = None
+        for step in range(start.stage_step if resuming else 0, stage.steps):
+            lr = _lr(r, stage.name, step, stage.steps)
             for o in opt.values():
                 for g in o.param_groups:
                     g["lr"] = lr
-            gen = step_generator(r.seed, si, step)
-            if stage == "vae":
-                logs = trainer.vae_step(opt, trainer.labeled_rows(labeled(step)), gen)
-            elif stage == "gan":
-                logs = trainer.gan_step(opt, unlabeled(step), gen)
-            elif stage == "warmup":
-                logs = trainer.warmup_step(opt, labeled(step), gen)
-            else:  # joint, or refine: its supervised halves alone
-                real_idx = unlabeled(step) if separate_real else None
-                logs = trainer.joint_step(opt, labeled(step), real_idx, gen, adversarial=stage == "joint")
-            step_global += 1
-            log.add(logs, batch)
-            last = step + 1 == steps
-            save = last or step_global % r.runtime.checkpoint_every == 0
-            if save or step_global % r.runtime.log_every == 0:
-                log.flush(step_global, stage, step + 1, lr)
-            if save:
-                ck = out_dir / "checkpoints" / f"step-{step_global:07d}"
-                save_model(model, ck)
-                save_training_state(ck, opt, {"stage": stage, "stage_step": step + 1, "step": step_global,
-                                              "seed": r.seed, "split_seed": r.data.split_seed,
-                                              "samples": provenance["samples"], "recipe": r.to_dict()})
-            if progress is not None:
-                progress({"stage": stage, "stage_step": step + 1, "stage_steps": steps, "step": step_global,
-                          "total_steps": total, "losses": logs})
+            logs = stage.step(self.trainer, opt, labeled, unlabeled, step, step_generator(r.seed, stage.index, step))
+            self.step_global += 1
+            self._after_step(stage, step, lr, opt, logs)
 
+    def _after_step(self, stage: _Stage, step: int, lr: float, opt: dict, logs: dict) -> None:
+        r = self.r
+        self.log.add(logs, stage.batch)
+        save = step + 1 == stage.steps or self.step_global % r.runtime.checkpoint_every == 0
+        if save or self.step_global % r.runtime.log_every == 0:
+            self.log.flush(self.step_global, stage.name, step + 1, lr)
+        if save:
+            ck = self.out_dir / "checkpoints" / f"step-{self.step_global:07d}"
+            save_model(self.model, ck)
+            save_training_state(ck, opt, {"stage": stage.name, "stage_step": step + 1, "step": self.step_global,
+                                          "seed": r.seed, "split_seed": r.data.split_seed,
+                                          "samples": _samples(self.split), "recipe": r.to_dict()})
+        if self.progress is not None:
+            self.progress({"stage": stage.name, "stage_step": step + 1, "stage_steps": stage.steps,
+                           "step": self.step_global, "total_steps": self.total, "losses": logs})
+
+
+def _finish(r: Recipe, data: TrainingData, model: CrossingNets, trainer: Trainer, split: Split, out_dir: Path,
+            progress) -> CrossingNets:
+    """After the stages: codes, the latent prior, BN statistics, the saved model and its evaluation."""
     trainer.compute_codes()
     if model.prior_flow is not None and r.prior.steps:
         model.provenance["prior_fit"] = trainer.fit_prior()
@@ -584,7 +689,7 @@ def _train(r: Recipe, data: TrainingData, out_dir: Path, progress, resume: bool)
         val = split.val[: r.eval.max_samples]
         results = evaluate(model, data.depth[val], data.pose[val], data.center[val], r.eval.batch_size)
         write_report(results, out_dir, {"checksum": model.checksum, "data_digest": data.data_digest,
-                                        "recipe": r.name, "samples": provenance["samples"]})
+                                        "recipe": r.name, "samples": _samples(split)})
         if progress is not None:
             progress({"stage": "eval", "pose": results["pose"], "generator": results["generator"]})
     return model

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgen.errors import InputError
+from synthgen.errors import InputError, OutputExistsError
 from synthgen.realism import metrics
 from synthgen.realism.score import ScoreResult
 
@@ -47,11 +47,11 @@ def _lookup(scores: dict, dotted: str):
 def check_output_dir(out: Path, overwrite: bool) -> None:
     out = Path(out)
     if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory")
     if not out.parent.is_dir():
-        raise InputError(f"--out: directory {out.parent} does not exist")
+        raise InputError(f"directory {out.parent} does not exist", option="out")
 
 
 def write_report(result: ScoreResult, out: str | Path, overwrite: bool = False) -> Path:

@@ -123,7 +123,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available to this torch build")
+        raise InputError("cuda: no CUDA device is available to this torch build", option="device")
     if name not in ("cpu", "cuda"):
         raise InputError(f"device must be cpu, cuda or auto, got {name!r}")
     return torch.device(name)

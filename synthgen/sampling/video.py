@@ -30,7 +30,7 @@ import numpy as np
 
 from synthgen.conventions import BACKGROUND
 from synthgen.data.preview import draw_skeleton
-from synthgen.errors import InputError, SynthgenError
+from synthgen.errors import InputError, OutputExistsError, SynthgenError
 from synthgen.hand import camera
 
 UPSCALE = 2
@@ -48,13 +48,13 @@ def check_video_path(path: Path, overwrite: bool = False, frames: int = 0) -> No
     """Refuse bad video targets before any work is done."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise InputError(f"--video must end in .mp4 or .gif, got {path.name}")
+        raise InputError(f"must end in .mp4 or .gif, got {path.name}", option="video")
     if path.suffix.lower() == ".gif" and frames > MAX_GIF_FRAMES:
         raise InputError(f"a gif is limited to {MAX_GIF_FRAMES} frames ({frames} asked); write an .mp4")
     if not path.parent.is_dir():
-        raise InputError(f"--video: directory {path.parent} does not exist")
+        raise InputError(f"directory {path.parent} does not exist", option="video")
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(path)
 
 
 def frame_size(crop_size: int) -> tuple[int, int]:

@@ -24,7 +24,9 @@ and v₀ ~ N(0, I) (stationary from the first frame), all from one explicit torc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from synthgen.errors import InputError
@@ -62,3 +64,30 @@ def latent_walk(steps: int, step_size: float, generator: torch.Generator | None 
         v = v - 0.5 * h * x  # B
         out[k] = x
     return out
+
+
+@dataclass
+class WalkPath:
+    """A walk ready to generate: codes (steps, 23), its one crop centre repeated (steps, 3) mm,
+    and what a store records about it."""
+
+    codes: torch.Tensor
+    centers: np.ndarray
+    params: dict
+
+
+def walk_path(model, steps: int, step_size: float, seed: int, *, prior: str = "fitted", root: str = "auto",
+              camera: str = "hands2017", friction: float = 1.0) -> WalkPath:
+    """The walk `synthgen walk` renders: positions from `latent_walk` (seeded by `seed`), turned
+    into the model's codes through its latent prior (`whitened_to_codes`), at one crop centre
+    drawn like a prior sample's."""
+    from synthgen.sampling.pipeline import CENTER_STREAM, LATENT_STREAM, stream_seed
+    from synthgen.sampling.prior import CropCenters, whitened_to_codes
+
+    positions = latent_walk(steps, step_size, torch.Generator().manual_seed(stream_seed(seed, 0, LATENT_STREAM)),
+                            friction=friction)
+    codes = whitened_to_codes(model, positions, prior, root)
+    center = CropCenters(camera).sample(1, np.random.default_rng([seed, 0, CENTER_STREAM]))
+    params = {"mode": "walk", "steps": steps, "step_size": step_size, "friction": friction, "prior": prior,
+              "root": root, "process": "underdamped Langevin, BAOAB, stationary N(0, I)", "center": center[0].tolist()}
+    return WalkPath(codes, np.repeat(center, steps, axis=0), params)

@@ -33,21 +33,21 @@ def read_centers(path: str | Path, cam: Intrinsics, frames: int) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--centers {path}: no such file")
+        raise InputError(f"{path}: no such file", option="centers")
     if path.suffix.lower() == ".mat":
         centers = unproject(_read_mat(path), cam)
     elif path.suffix.lower() == ".txt":
         centers = _read_text(path)
     else:
-        raise InputError(f"--centers {path}: expected a .mat ({' or '.join(MAT_VARIABLES)}) or a V2V-PoseNet .txt "
-                         f"file, got {path.suffix or 'no extension'}")
+        raise InputError(f"{path}: expected a .mat ({' or '.join(MAT_VARIABLES)}) or a V2V-PoseNet .txt "
+                         f"file, got {path.suffix or 'no extension'}", option="centers")
     if len(centers) != frames:
-        raise InputError(f"--centers {path}: has {len(centers)} centres, the split has {frames} frames")
+        raise InputError(f"{path}: has {len(centers)} centres, the split has {frames} frames", option="centers")
     valid = ~np.isnan(centers).any(axis=1)
     if not valid.any():
-        raise InputError(f"--centers {path}: every centre is invalid")
+        raise InputError(f"{path}: every centre is invalid", option="centers")
     if not np.isfinite(centers[valid]).all() or (centers[valid, 2] <= 0).any():
-        raise InputError(f"--centers {path}: holds non-finite centres or depths <= 0 mm")
+        raise InputError(f"{path}: holds non-finite centres or depths <= 0 mm", option="centers")
     return centers
 
 
@@ -57,25 +57,25 @@ def _read_mat(path: Path) -> np.ndarray:
 
     try:
         if scipy.io.matlab.matfile_version(path)[0] == 2:
-            raise InputError(f"--centers {path}: MATLAB v7.3 (HDF5) files are not read; save it as MATLAB v5")
+            raise InputError(f"{path}: MATLAB v7.3 (HDF5) files are not read; save it as MATLAB v5", option="centers")
         mat = scipy.io.loadmat(path)
     except (ValueError, TypeError, OSError, IndexError, scipy.io.matlab.MatReadError) as error:
-        raise InputError(f"--centers {path}: not a readable MATLAB file ({error})") from None
+        raise InputError(f"{path}: not a readable MATLAB file ({error})", option="centers") from None
     names = [name for name in MAT_VARIABLES if name in mat]
     if not names:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise InputError(f"--centers {path}: has no {' or '.join(MAT_VARIABLES)} variable (found {found})")
+        raise InputError(f"{path}: has no {' or '.join(MAT_VARIABLES)} variable (found {found})", option="centers")
     try:
         uvd = np.asarray(mat[names[0]], dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"--centers {path}: {names[0]} is not numeric") from None
+        raise InputError(f"{path}: {names[0]} is not numeric", option="centers") from None
     if uvd.ndim == 3 and uvd.shape[1] == 1:
         uvd = uvd[:, 0]
     if uvd.ndim != 2 or uvd.shape[1] != 3:
-        raise InputError(f"--centers {path}: {names[0]} must be (N, 3) or (N, 1, 3) pixel u, v, depth mm, "
-                         f"got {uvd.shape}")
+        raise InputError(f"{path}: {names[0]} must be (N, 3) or (N, 1, 3) pixel u, v, depth mm, "
+                         f"got {uvd.shape}", option="centers")
     if not np.isfinite(uvd).all() or (uvd[:, 2] <= 0).any():
-        raise InputError(f"--centers {path}: {names[0]} holds non-finite values or depths <= 0 mm")
+        raise InputError(f"{path}: {names[0]} holds non-finite values or depths <= 0 mm", option="centers")
     return uvd
 
 
@@ -94,8 +94,8 @@ def _read_text(path: Path) -> np.ndarray:
         except ValueError:
             values = []
         if len(values) != 3:
-            raise InputError(f"--centers {path}:{number}: expected 'x y z' (mm) or '{INVALID}', got {line.strip()[:60]!r}")
+            raise InputError(f"{path}:{number}: expected 'x y z' (mm) or '{INVALID}', got {line.strip()[:60]!r}", option="centers")
         rows.append((values[0], -values[1], values[2]))
     if not rows:
-        raise InputError(f"--centers {path}: no centres")
+        raise InputError(f"{path}: no centres", option="centers")
     return np.array(rows, dtype=np.float64)

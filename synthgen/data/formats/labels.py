@@ -27,7 +27,7 @@ def read_pose_labels(path: str | Path, dataset: str) -> np.ndarray:
     InputError (one line) for a file that is missing or does not parse as that dataset's labels."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--poses {path}: no such file")
+        raise InputError(f"{path}: no such file", option="poses")
     if dataset == "icvl":
         uvd = _read_uvd_lines(path, LAYOUTS["icvl"].num_joints)
         poses = unproject(uvd, CAMERAS["icvl"])
@@ -39,14 +39,14 @@ def read_pose_labels(path: str | Path, dataset: str) -> np.ndarray:
         try:
             joints = _read_joints(path)
         except (IndexError, InputError) as error:
-            raise InputError(f"--poses {path}: not an MSRA15 joint.txt ({error})") from None
+            raise InputError(f"{path}: not an MSRA15 joint.txt ({error})", option="poses") from None
         poses = LAYOUTS["msra"].to_canonical(msra_file_to_camera(joints))
     else:
-        raise InputError(f"--poses: no label format for dataset {dataset!r} (known: icvl, nyu, msra)")
+        raise InputError(f"no label format for dataset {dataset!r} (known: icvl, nyu, msra)", option="poses")
     if len(poses) < 2:
-        raise InputError(f"--poses {path}: needs at least 2 poses to fit a prior, found {len(poses)}")
+        raise InputError(f"{path}: needs at least 2 poses to fit a prior, found {len(poses)}", option="poses")
     if not np.isfinite(poses).all() or (poses[..., 2] <= 0).any():
-        raise InputError(f"--poses {path}: holds non-finite joints or joints at depth <= 0 mm")
+        raise InputError(f"{path}: holds non-finite joints or joints at depth <= 0 mm", option="poses")
     return poses.astype(np.float32)
 
 
@@ -62,11 +62,11 @@ def _read_uvd_lines(path: Path, joints: int) -> np.ndarray:
         except ValueError:
             values = []
         if len(values) != 3 * joints:
-            raise InputError(f"--poses {path}:{number}: expected {3 * joints} numbers ({joints} joints × u, v, depth), "
-                             f"optionally after a file name; got {line.strip()[:60]!r}")
+            raise InputError(f"{path}:{number}: expected {3 * joints} numbers ({joints} joints × u, v, depth), "
+                             f"optionally after a file name; got {line.strip()[:60]!r}", option="poses")
         rows.append(values)
     if not rows:
-        raise InputError(f"--poses {path}: no labels")
+        raise InputError(f"{path}: no labels", option="poses")
     return np.array(rows, dtype=np.float64).reshape(-1, joints, 3)
 
 
@@ -83,10 +83,10 @@ def _read_nyu(path: Path) -> np.ndarray:
     from synthgen.data.formats.nyu import VIEW, _read_joint_uvd
 
     if path.suffix.lower() != ".mat":
-        raise InputError(f"--poses {path}: a NYU model encodes all 36 points of joint_data.mat (joint_uvd); "
-                         f"text files such as nyu_test_groundtruth_label.txt hold only the 14 evaluated joints")
+        raise InputError(f"{path}: a NYU model encodes all 36 points of joint_data.mat (joint_uvd); "
+                         f"text files such as nyu_test_groundtruth_label.txt hold only the 14 evaluated joints", option="poses")
     try:
         uvd = _read_joint_uvd(path)[VIEW - 1]
     except InputError as error:
-        raise InputError(f"--poses {error}") from None
+        raise InputError(f"{error}", option="poses") from None
     return unproject(uvd, CAMERAS["nyu"])
