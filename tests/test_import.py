@@ -266,13 +266,13 @@ def test_import_refuses_bad_input_before_writing(case, tmp_path):
         args, fragment = ("icvl", root, "--split", "test"), "missing ICVL labels"
     elif case == "no split":
         write_icvl(root, hands(1, 16, seed=7))
-        args, fragment = ("icvl", root, "--split", "val"), "no --split val"
+        args, fragment = ("icvl", root, "--split", "val"), "--split val: ICVL has no such split"
     elif case == "msra split":
         write_msra(root, "P0", "1", hands(1, 21, seed=7))
-        args, fragment = ("msra", root, "--split", "test"), "MSRA15 has no --split"
+        args, fragment = ("msra", root, "--split", "test"), "--split given, but MSRA15 has no splits"
     elif case == "hands test":
         write_hands2017(root, hands(1, 21, seed=7))
-        args, fragment = ("hands2017", root, "--split", "test"), "no --split test"
+        args, fragment = ("hands2017", root, "--split", "test"), "--split test: HANDS2017 has no such split"
     elif case == "bad mat":
         (root / "train").mkdir(parents=True)
         (root / "train" / "joint_data.mat").write_bytes(b"not matlab at all" * 10)

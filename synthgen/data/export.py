@@ -265,7 +265,7 @@ def export_store(store_path: str | Path, out: str | Path, *, layout: str, fmt: s
     _check(store, layout, fmt, out, overwrite)
     count = len(store) if limit is None else min(int(limit), len(store))
     if count < 1:
-        raise InputError(f"nothing to export: --n must be >= 1, got {limit}")
+        raise InputError(f"must be >= 1 (nothing to export), got {limit}", option="n")
     working = out.with_name(out.name + INCOMPLETE)
     if working.exists():
         shutil.rmtree(working)

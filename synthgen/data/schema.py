@@ -84,7 +84,7 @@ from synthgen.conventions import (
     InputConvention,
     Intrinsics,
 )
-from synthgen.errors import InputError, SynthgenError
+from synthgen.errors import InputError, OutputExistsError, SynthgenError
 from synthgen.outputs import write_bytes_atomically
 
 # --- errors: one type per failure, each message one line a CLI can print -------------------
@@ -96,6 +96,13 @@ class SynthgenDataError(InputError, ValueError):
 
 class StoreExistsError(SynthgenDataError):
     """The target store (or an unfinished run's working directory) already exists."""
+
+
+class StoreAlreadyThereError(StoreExistsError, OutputExistsError):
+    """The finished store is there and replacing it was not asked for (`overwrite`)."""
+
+    def __init__(self, path) -> None:
+        OutputExistsError.__init__(self, path)
 
 
 class StoreLocationError(SynthgenDataError):

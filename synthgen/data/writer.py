@@ -56,6 +56,7 @@ from synthgen.data.schema import (
     InvalidMetadataError,
     NotAStoreError,
     SampleBatch,
+    StoreAlreadyThereError,
     StoreExistsError,
     StoreLocationError,
     StoreMetadata,
@@ -159,9 +160,9 @@ class StoreWriter:
         path = Path(path)
         working = working_path_for(path)
         if path.exists() and not overwrite:
-            raise StoreExistsError(f"{path} already exists; pass --overwrite to replace it")
+            raise StoreAlreadyThereError(path)
         if working.exists() and not overwrite:
-            raise StoreExistsError(f"{working} holds an unfinished run; resume it (--resume) or pass --overwrite to discard it")
+            raise StoreExistsError(f"{working} holds an unfinished run; resume it (resume) or discard it (overwrite)")
         if not isinstance(metadata, StoreMetadata):
             raise InvalidMetadataError(f"metadata must be a StoreMetadata, got {type(metadata).__name__}")
         for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size), ("latent_dim", latent_dim)):
@@ -356,7 +357,7 @@ class StoreWriter:
         `<path>.replaced-*` behind.
         """
         if self.path.exists() and not self._overwrite:
-            raise StoreExistsError(f"{self.path} already exists; pass --overwrite to replace it")
+            raise StoreAlreadyThereError(self.path)
         if not self._group.attrs.get("complete", False):
             missing = self.missing_chunks()
             if missing:

@@ -119,7 +119,7 @@ def parse_label_lines(path: Path, values: int) -> list[tuple[str, np.ndarray]]:
 def check_split(dataset: str, split: str | None, allowed: tuple[str, ...]) -> str:
     split = split or "train"
     if split not in allowed:
-        raise InputError(f"{dataset} has no --split {split} (choose: {', '.join(allowed)})")
+        raise InputError(f"{split}: {dataset} has no such split (choose: {', '.join(allowed)})", option="split")
     return split
 
 
@@ -138,7 +138,7 @@ def frame_center(depth_mm: np.ndarray, joints: np.ndarray, cam: Intrinsics, cent
         return refine_center(depth_mm, cam, box, cube)
     if centering == "capped-center-of-mass":
         return cap_move(box, refine_center(depth_mm, cam, box, cube), CENTER_OF_MASS_CAP_MM)
-    raise InputError(f"centring {centering!r} needs centres from a file: pass --centers")
+    raise InputError(f"missing: centring {centering!r} needs centres from a file", option="centers")
 
 
 def import_frames(frames: FrameSource, out: str | Path, *, overwrite: bool = False, cube: float = CUBE_MM,
@@ -158,7 +158,8 @@ def import_frames(frames: FrameSource, out: str | Path, *, overwrite: bool = Fal
     """
     cam = CAMERAS[frames.camera]
     if centers is None and convention.centering == "given":
-        raise InputError("the model reads crops cut at centres from a file (centring 'given'): pass --centers")
+        raise InputError("missing: the model reads crops cut at centres from a file (centring 'given')",
+                         option="centers")
     if centers is not None and len(centers) < len(frames):
         raise InputError(f"{len(centers)} centres for {len(frames)} frames")
     fallback = convention.centering if convention.centering != "given" else "center-of-mass"
