@@ -1,10 +1,10 @@
 """Large arrays that are filled once per chunk and reused, in ordinary 4 KiB pages.
 
 numpy asks the kernel for transparent huge pages for every array of 4 MB or more. Faulting in
-a fresh huge page needs 2 MB of contiguous memory that, on a VM, the host must back first: on
-this project's VMs a 64 MiB array took 9–12 ms to touch once in one run and 670–740 ms in the
-next, against a steady 24–29 ms in 4 KiB pages; passes over the memory afterwards cost the same
-either way (8.6–9.1 ms per 64 MiB fill; docs/performance.md, "Huge pages"). The buffers that
+a fresh huge page needs 2 MB of contiguous memory that, on a VM, the host must back first, so
+the first touch of a large array can take tens of times longer one run than the next, while 4 KiB
+pages cost the same every time; passes over the memory afterwards cost the same either way
+(docs/performance.md, "Huge pages", has the measurements). The buffers that
 `sample` reuses chunk after chunk are touched fresh only a few times per run, and this makes
 those few times predictable.
 """

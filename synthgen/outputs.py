@@ -53,8 +53,8 @@ def write_bytes_atomically(path: Path, data: bytes, *, sync: bool = False, drop_
     sync: on disk before it gets its name, so that what is written after it (a store's chunk
     marker) also means it survives a power loss. drop_from_cache: out of the page cache once
     clean (POSIX_FADV_DONTNEED), for files nobody reads back soon: the next write reuses the
-    freed pages, which on this project's VMs cost ~1.5 ms per 5 MB against ~45 ms for fresh ones
-    (docs/performance.md, "Page cache").
+    freed pages, far cheaper than fresh ones on a VM (docs/performance.md, "Page cache", has the
+    measurements).
     """
     with replacing(path) as temp, temp.open("wb") as file:
         file.write(data)
