@@ -4,8 +4,9 @@
     result = score("out/samples.zarr", train="data/train-clean.zarr")
     write_report(result, "out/score")
 
-See score.py for the steps, metrics.py for the definitions, corrupt.py for the calibration
-corruptions, and synthgen.models.depthnet for the frozen feature network.
+See score.py for the steps, metrics.py for the definitions, calibration.py for the scale the
+verdict is read on (and corrupt.py for its corruptions), and synthgen.models.depthnet for the
+frozen feature network.
 """
 
 from synthgen.realism.report import write_report
