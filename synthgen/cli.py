@@ -578,20 +578,12 @@ def generate(
 def _write_path(kind: str, codes, centers, net, pipeline, *, out: Path | None, video: Path | None, fps: float,
                 overwrite: bool, camera: str, seed: int | None, params: dict) -> None:
     """Shared tail of `interpolate` and `walk`: frames → store and/or video, then one summary line."""
-    from synthgen.data.schema import StoreMetadata
-    from synthgen.data.writer import StoreWriter
-    from synthgen.sampling import write_sequence
+    from synthgen.sampling.pipeline import write_path
 
-    writer = None
-    if out is not None:
-        metadata = StoreMetadata(producer=kind, seed=seed, camera=camera, model_checksum=net.checksum,
-                                 parameters=params, joint_layout=net.joint_layout,
-                                 input_convention=net.input_convention)
-        writer = StoreWriter.create(out, len(codes), metadata, with_latent=True, overwrite=overwrite)
     start = time.perf_counter()
     with _progress(len(codes), kind) as advance:
-        result = write_sequence(pipeline, codes, centers, writer=writer, video_path=video, fps=fps,
-                                mode=params["mode"], on_progress=advance)
+        result = write_path(kind, codes, centers, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,
+                            camera=camera, seed=seed, params=params, on_progress=advance)
     elapsed = time.perf_counter() - start
     targets = " and ".join(str(p) for p in (result["store"], result["video"]) if p is not None)
     if video is not None and not result["mesh"]:

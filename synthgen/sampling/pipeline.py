@@ -521,6 +521,26 @@ def write_samples(writer: StoreWriter, samples: GeneratedSamples, *, finalize: b
     return writer.finalize() if finalize else writer.working_path
 
 
+def write_path(kind: str, codes: torch.Tensor, centers: np.ndarray, pipeline: SamplingPipeline, *,
+               out: str | Path | None, video: str | Path | None, fps: float = 24.0, overwrite: bool = False,
+               camera: str = "hands2017", seed: int | None = None, params: dict | None = None,
+               on_progress: Callable[[int], None] | None = None) -> dict:
+    """An interpolation or walk (`kind`) → a new store at `out` (with its metadata: the model,
+    the camera, `params`) and/or a video; returns what `write_sequence` returns."""
+    from synthgen.data.schema import StoreMetadata
+
+    params = params or {}
+    writer = None
+    if out is not None:
+        model = pipeline.model
+        metadata = StoreMetadata(producer=kind, seed=seed, camera=camera, model_checksum=model.checksum,
+                                 parameters=params, joint_layout=model.joint_layout,
+                                 input_convention=model.input_convention)
+        writer = StoreWriter.create(out, len(codes), metadata, with_latent=True, overwrite=overwrite)
+    return write_sequence(pipeline, codes, centers, writer=writer, video_path=video, fps=fps,
+                          mode=params.get("mode", ""), on_progress=on_progress)
+
+
 def write_sequence(pipeline: SamplingPipeline, codes: torch.Tensor, centers: np.ndarray, *,
                    writer: StoreWriter | None = None, video_path: str | Path | None = None, fps: float = 24.0,
                    mode: str = "", seed: int = 0, on_progress: Callable[[int], None] | None = None) -> dict:
