@@ -42,10 +42,20 @@ class OutputExistsError(InputError):
         self.path = path
 
 
+class UnfinishedRunError(InputError):
+    """An interrupted run's working directory is in the way (`resume` it, or `overwrite`)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(f"{path} holds an unfinished run; resume it (resume) or discard it (overwrite)")
+        self.path = path
+
+
 def command_line_text(error: SynthgenError) -> str:
     """An error's message as the command line words it: parameters named by their flags."""
     if isinstance(error, OutputExistsError):
         return f"{error.path} already exists; pass --overwrite to replace it"
+    if isinstance(error, UnfinishedRunError):
+        return f"{error.path} holds an unfinished run; resume it (--resume) or pass --overwrite to discard it"
     if isinstance(error, InputError) and error.option is not None:
         return f"--{error.option.replace('_', '-')} {error.message}"
     return str(error)

@@ -144,6 +144,8 @@ class ProgressDisplay:
 
     def _update(self, label: str, total: int, unit: str, *, done: int | None = None, add: int = 0) -> None:
         with self._lock:
+            if self._stopped.is_set():
+                return  # the display has closed: a late report from a worker thread shows nothing
             now = time.perf_counter()
             task = self._tasks.get(label)
             new = task is None
@@ -173,7 +175,7 @@ class ProgressDisplay:
             self._print(task)
 
     def _tick(self) -> None:
-        while not self._stopped.wait(min(_TICK_S, self.interval_s / 4)):
+        while not self._stopped.wait(max(0.01, min(_TICK_S, self.interval_s / 4))):
             with self._lock:
                 now = time.perf_counter()
                 for task in self._tasks.values():

@@ -1,8 +1,9 @@
 """Process-wide settings for data-producing commands: one opt-in, `tune_process()`.
 
 The library never changes its process behind a caller's back; the `synthgen` commands that
-produce data call `tune_process()` once at start, and the worker processes they start apply the
-same settings (`apply_inherited`, which reads $SYNTHGEN_TUNED, set here). Two settings:
+produce data call `tune_process()` once at start, the worker processes they spawn apply the
+same settings (`apply_inherited`, which reads $SYNTHGEN_TUNED, set here), and a Dask worker
+applies them when it takes its first chunk task. Two settings:
 
 * Idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE, unless the user set
   it; libgomp reads it once, when torch loads it, so this must run before torch is imported).

@@ -269,7 +269,7 @@ def test_import_refuses_bad_input_before_writing(case, tmp_path):
         args, fragment = ("icvl", root, "--split", "val"), "--split val: ICVL has no such split"
     elif case == "msra split":
         write_msra(root, "P0", "1", hands(1, 21, seed=7))
-        args, fragment = ("msra", root, "--split", "test"), "--split given, but MSRA15 has no splits"
+        args, fragment = ("msra", root, "--split", "test"), "--split test: MSRA15 has no splits"
     elif case == "hands test":
         write_hands2017(root, hands(1, 21, seed=7))
         args, fragment = ("hands2017", root, "--split", "test"), "--split test: HANDS2017 has no such split"

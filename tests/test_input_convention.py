@@ -214,7 +214,7 @@ def test_import_needs_centres_for_a_model_trained_at_given_centres(release_nyu, 
     root, model_dir, _ = release_nyu
     result = invoke("import", "nyu", root / "NYU", "--split", "test", "--out", tmp_path / "s.zarr",
                     "--model", model_dir)
-    assert result.exit_code == 2 and "--centers missing" in result.output
+    assert result.exit_code == 2 and "--centers not given" in result.output
     assert not (tmp_path / "s.zarr").exists()
 
 

@@ -247,6 +247,7 @@ def test_score_refuses_bad_input_with_one_line(tmp_path, baselines):
         (("score", posefree), "pose"),
         (("score", tmp_path / "missing.zarr"), "does not exist"),
         (("score", store, "--n", 1), "--n"),
+        (("score", store, "--n", 3), "need at least 4 scored and 4 reference samples, got 3 and 3"),
         (("score", store, "--feature-net", tmp_path), "--feature-net"),
     ]
     for args, message in cases:

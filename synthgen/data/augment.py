@@ -11,8 +11,6 @@ from synthgen.errors import InputError
 from synthgen.hand.camera import denormalize_depth, normalize_depth
 from synthgen.hand.noise import SensorNoise
 
-AUGMENT_SLICE = 16  # samples augmented at once: the warp's temporaries stay in cache (3x faster than 256)
-
 
 def _warp_crops(depth_mm: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Rotate by `angle` (radians) and zoom by `scale` each (n, S, S) crop about its centre pixel.

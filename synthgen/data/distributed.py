@@ -103,7 +103,10 @@ def _write(chunk_index: int, working_path: str, source: ChunkSource, run_id: str
         import torch
 
         torch.set_num_threads(1)
-        tuning.apply_inherited()  # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set: see synthgen.tuning
+        # A worker running synthgen's chunk tasks is a data process like `render`'s own, wherever it
+        # was started (a remote `dask worker` inherits nothing); Dask starts workers with
+        # MALLOC_TRIM_THRESHOLD_ set, which synthgen.tuning undoes.
+        tuning.tune_process()
         _release(_run.get("id"))
         _run.update(id=run_id, writer=StoreWriter.open_existing(working_path), source=copy.deepcopy(source))
     return write_chunk(_run["writer"], _run["source"], chunk_index)

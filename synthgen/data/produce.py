@@ -252,7 +252,7 @@ def _watch_helpers(helpers: list, events, report: Callable[[int], None], stop: t
                     raise SynthgenError(f"worker process {dead[0]} died (exit code {code}) before finishing its "
                                         f"chunks; the chunks already written are kept for --resume") from None
                 continue
-            if kind == "written":
+            if kind == "progress":
                 report(value)
             elif kind == "failed":
                 raise _worker_error(*value)
@@ -273,11 +273,11 @@ def _worker_error(payload: bytes, description: str) -> BaseException:
 
 def _worker_main(working_path: str, source: ChunkSource, tasks, events, rank: int) -> None:
     """One worker process (one renderer / model): chunks from `tasks` until its stop sign, each
-    reported on `events` once written."""
+    reported on `events` as it is made (per step) or written (per chunk)."""
     try:
         tuning.apply_inherited()
         writer = StoreWriter.open_existing(working_path)
-        write_chunks(writer, source, iter(tasks.get, None), lambda count: events.put(("written", rank, count)),
+        write_chunks(writer, source, iter(tasks.get, None), lambda count: events.put(("progress", rank, count)),
                      progress_per_step=_reports_steps(source))
         events.put(("finished", rank, None))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it

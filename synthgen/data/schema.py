@@ -84,7 +84,7 @@ from synthgen.conventions import (
     InputConvention,
     Intrinsics,
 )
-from synthgen.errors import InputError, OutputExistsError, SynthgenError
+from synthgen.errors import InputError, OutputExistsError, SynthgenError, UnfinishedRunError
 from synthgen.outputs import write_bytes_atomically
 
 # --- errors: one type per failure, each message one line a CLI can print -------------------
@@ -96,6 +96,13 @@ class SynthgenDataError(InputError, ValueError):
 
 class StoreExistsError(SynthgenDataError):
     """The target store (or an unfinished run's working directory) already exists."""
+
+
+class UnfinishedStoreError(StoreExistsError, UnfinishedRunError):
+    """An unfinished run's working directory is where a new store would be written."""
+
+    def __init__(self, path) -> None:
+        UnfinishedRunError.__init__(self, path)
 
 
 class StoreAlreadyThereError(StoreExistsError, OutputExistsError):

@@ -11,7 +11,10 @@ Checks, each failure one line naming the attribute, array or chunk:
    `finalize`, and the other attributes hash to the recorded digest (stores written before
    checksums existed get a note);
 5. values, chunk by chunk: every chunk decodes; pose, center, latent finite; depth in [-1, 1]
-   (what the writer accepts, so anything else was altered after writing); centre z > 0.
+   (what the writer accepts, so anything else was altered after writing); centre z > 0;
+6. labels and readers' metadata: the `joint` / `xyz` coordinate arrays hold the layout's names,
+   and the consolidated copy of the arrays' metadata in zarr.json matches each array's own
+   (stores written before either existed get a note).
 
 Problems are collected rather than raised one at a time, so one run lists everything wrong.
 """

@@ -62,6 +62,7 @@ from synthgen.data.schema import (
     StoreMetadata,
     StoreWriteError,
     SynthgenDataError,
+    UnfinishedStoreError,
     attributes_digest,
     check_schema_version,
     coordinate_values,
@@ -162,7 +163,7 @@ class StoreWriter:
         if path.exists() and not overwrite:
             raise StoreAlreadyThereError(path)
         if working.exists() and not overwrite:
-            raise StoreExistsError(f"{working} holds an unfinished run; resume it (resume) or discard it (overwrite)")
+            raise UnfinishedStoreError(working)
         if not isinstance(metadata, StoreMetadata):
             raise InvalidMetadataError(f"metadata must be a StoreMetadata, got {type(metadata).__name__}")
         for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size), ("latent_dim", latent_dim)):

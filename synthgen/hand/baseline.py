@@ -106,14 +106,14 @@ class BaselineRenderer:
         return self.scene.pose
 
     def params(self) -> dict:
-        """What the store records about how it was made."""
+        """What the store records about how it was made (the renderer only when it is not the
+        batched one, so stores of either age record the same and resume across)."""
         return {
             "prior": self.prior.to_dict(),
             "scene": self.scene.to_dict(),
             "noise": None if self.noise is None else self.noise.to_dict(),
             "camera": self.camera_name,
-            "renderer": self.renderer,
-        }
+        } | ({} if self.renderer == "batched" else {"renderer": self.renderer})
 
     def recycle(self, chunk: RenderedCrops) -> None:
         """Take back a written chunk's depth buffer for a later chunk (`write_chunks` calls this):

@@ -68,7 +68,8 @@ class HandMesh:
     def load(cls, path: str | Path = DEFAULT_MESH_PATH) -> HandMesh:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: build it with `python assets/build_hand_mesh.py`")
+            raise FileNotFoundError(f"{path} not found: reinstall synthgen, or in a checkout build it with "
+                                    f"`python assets/build_hand_mesh.py`")
         with np.load(path, allow_pickle=False) as data:
             missing = {"vertices", "faces", "skin_joints", "skin_weights"} - set(data.files)
             if missing:

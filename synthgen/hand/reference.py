@@ -17,6 +17,7 @@ that offset, so both renderers sample the same point of each pixel.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 
@@ -47,7 +48,7 @@ class PyrenderRenderer:
         self.width, self.height = int(width), int(height)
         self.faces = np.asarray(HandMesh.load().faces if faces is None else faces)
         self.num_vertices = int(self.faces.max()) + 1
-        self._renderer, self._sample = _offscreen_renderer(self.width, self.height)
+        self._renderer, self._sample, self._lock = _offscreen_renderer(self.width, self.height)
 
     def render(self, vertices: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
         """(V, 3) mm camera coordinates → (H, W) float32 depth z in mm, 0 = no surface."""
@@ -67,7 +68,8 @@ class PyrenderRenderer:
         scene.add(pyrender.IntrinsicsCamera(intrinsics.fx, intrinsics.fy, intrinsics.cx + sx,
                                             intrinsics.cy + 1.0 - sy, znear=Z_NEAR_MM, zfar=Z_FAR_MM),
                   pose=_OPENCV_TO_OPENGL)
-        depth = self._renderer.render(scene, flags=pyrender.RenderFlags.DEPTH_ONLY)
+        with self._lock:  # one OffscreenRenderer (one GL context) per size, shared by the process's threads
+            depth = self._renderer.render(scene, flags=pyrender.RenderFlags.DEPTH_ONLY)
         return np.ascontiguousarray(depth, dtype=np.float32)
 
     def render_batch(self, vertices: np.ndarray, intrinsics: Sequence[Intrinsics]) -> np.ndarray:
@@ -96,14 +98,15 @@ class PyrenderRenderer:
 
 @cache
 def _offscreen_renderer(width: int, height: int):
-    """One pyrender `OffscreenRenderer` per image size and process, and its sample position.
+    """One pyrender `OffscreenRenderer` per image size and process, its sample position and the
+    lock its users take.
 
     Kept until the process ends: deleting one terminates the EGL display, which would end every
     other context on it (the batched renderers' included)."""
     import pyrender
 
     renderer = pyrender.OffscreenRenderer(width, height)
-    return renderer, _sample_position(renderer)
+    return renderer, _sample_position(renderer), threading.Lock()
 
 
 def _sample_position(renderer) -> tuple[float, float]:

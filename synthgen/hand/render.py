@@ -30,7 +30,6 @@ core is free.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import importlib.metadata
 import os
 import sys

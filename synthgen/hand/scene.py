@@ -185,7 +185,7 @@ def load_scene(spec: str | Path, sensor: str | None = None) -> SceneConfig:
         try:
             scene = replace(scene, sensor=sensor)
         except InputError as error:
-            raise InputError(f"{error}", option="sensor") from None
+            raise InputError(str(error).removeprefix("sensor: "), option="sensor") from None
     return scene
 
 

@@ -22,7 +22,8 @@ from synthgen.realism.corrupt import corrupt
 SCALE = (("independent baseline", None, 0.0), ("noise σ 10 mm", "noise", 10.0), ("shift 6 px", "shift", 6),
          ("blur σ 1 px", "blur", 1.0), ("blur σ 2 px", "blur", 2.0))
 KID_SUBSETS = 20
-#: Verdict levels by how many corrupted rows score better than the store (0 .. 4).
+#: Verdict levels by how many corrupted rows score better than the store (0 .. 4); `verdict`
+#: says "like the reference" instead of LEVELS[0] when the store is as close as the baseline set.
 LEVELS = ("close to the reference", "moderate", "moderate", "poor", "far from the reference")
 
 

@@ -123,6 +123,8 @@ def kernel_inception_distance(x: np.ndarray, y: np.ndarray, rng: np.random.Gener
 def kid_subset_size(n_x: int, n_y: int, subset_size: int = 1000) -> int:
     """Samples per KID subset: at most half of the smaller set, so that subsets differ and their
     spread measures something (subsets of a whole set all equal it: a zero-width interval)."""
+    if min(n_x, n_y) < 2:
+        raise ValueError("KID needs at least two samples per set")
     return max(2, min(subset_size, n_x // 2, n_y // 2))
 
 

@@ -359,6 +359,9 @@ class _Scoring:
     def set_metrics(self, scored: _Scored, generated: depthnet.DepthNetOutput, ref: _Reference) -> dict:
         """Stage 4: the two sets of embeddings (and of poses) against each other."""
         s, x, y = self.settings, generated.features, ref.embedding.features
+        if min(len(x), len(y)) <= s.k:
+            raise InputError(f"set metrics compare each sample with its {s.k} nearest neighbours: they need at least "
+                             f"{s.k + 1} scored and {s.k + 1} reference samples, got {len(x)} and {len(y)}")
         self._warn_small_sets(len(x), len(y))
         steps = iter(range(1, 6))
         self.progress("set metrics", 0, 5)
@@ -408,8 +411,9 @@ class _Scoring:
     def calibrate(self, generated: depthnet.DepthNetOutput, ref: _Reference) -> dict | None:
         """Stage 5: the calibration scale at a common size, and the store's place on it."""
         n = min(self.settings.calibration_n, len(generated.features), len(ref.embedding.features))
-        if n < 2:
-            self.warnings.append("no verdict: fewer than 2 samples to calibrate with")
+        if n <= self.settings.k:
+            self.warnings.append(f"no verdict: the scale needs more than {self.settings.k} samples per set, "
+                                 f"calibration_n is {n}")
             return None
         if n < MIN_CALIBRATION:
             self.warnings.append(f"the verdict is measured at n = {n}: below {MIN_CALIBRATION} the scale's milder "

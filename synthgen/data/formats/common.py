@@ -138,7 +138,7 @@ def frame_center(depth_mm: np.ndarray, joints: np.ndarray, cam: Intrinsics, cent
         return refine_center(depth_mm, cam, box, cube)
     if centering == "capped-center-of-mass":
         return cap_move(box, refine_center(depth_mm, cam, box, cube), CENTER_OF_MASS_CAP_MM)
-    raise InputError(f"missing: centring {centering!r} needs centres from a file", option="centers")
+    raise InputError(f"not given: centring {centering!r} needs centres from a file", option="centers")
 
 
 def import_frames(frames: FrameSource, out: str | Path, *, overwrite: bool = False, cube: float = CUBE_MM,
@@ -158,7 +158,7 @@ def import_frames(frames: FrameSource, out: str | Path, *, overwrite: bool = Fal
     """
     cam = CAMERAS[frames.camera]
     if centers is None and convention.centering == "given":
-        raise InputError("missing: the model reads crops cut at centres from a file (centring 'given')",
+        raise InputError("not given: the model reads crops cut at centres from a file (centring 'given')",
                          option="centers")
     if centers is not None and len(centers) < len(frames):
         raise InputError(f"{len(centers)} centres for {len(frames)} frames")

@@ -42,7 +42,7 @@ def read_pose_labels(path: str | Path, dataset: str) -> np.ndarray:
             raise InputError(f"{path}: not an MSRA15 joint.txt ({error})", option="poses") from None
         poses = LAYOUTS["msra"].to_canonical(msra_file_to_camera(joints))
     else:
-        raise InputError(f"no label format for dataset {dataset!r} (known: icvl, nyu, msra)", option="poses")
+        raise InputError(f"{dataset}: no label format for it (known: icvl, nyu, msra)", option="dataset")
     if len(poses) < 2:
         raise InputError(f"{path}: needs at least 2 poses to fit a prior, found {len(poses)}", option="poses")
     if not np.isfinite(poses).all() or (poses[..., 2] <= 0).any():

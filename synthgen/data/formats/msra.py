@@ -31,7 +31,7 @@ class MSRAFrames:
 
     def __init__(self, root: str | Path, split: str | None = None, limit: int | None = None):
         if split is not None:
-            raise InputError("given, but MSRA15 has no splits: point the root at the dataset or at one subject "
+            raise InputError(f"{split}: MSRA15 has no splits; point the root at the dataset or at one subject "
                              "(P0 .. P8), e.g. to leave one subject out", option="split")
         self.root = Path(root)
         gestures = _gesture_folders(self.root)
