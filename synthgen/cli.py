@@ -304,7 +304,7 @@ def train(
     out_dir: Annotated[Path | None, typer.Option(help="Override the recipe's out_dir.")] = None,
 ) -> None:
     """Train Crossing Nets on one or more stores: VAE → GAN pre-training → joint training → eval."""
-    from synthgen.data.loading import load_arrays
+    from synthgen.data.loading import load_arrays, load_labels
     from synthgen.models.config import Recipe
     from synthgen.models.train import TrainingData
     from synthgen.models.train import train as run_training
@@ -318,7 +318,7 @@ def train(
     stores = [Path(s) for s in r.data.stores]
     if not stores:
         raise InputError(f"{recipe}: data.stores names no store to train on")
-    depth, pose, center, digest = load_arrays(stores)
+    depth, pose, center, digest = (load_arrays if r.data.in_memory else load_labels)(stores)
     from synthgen.data.reader import open_store
 
     first = open_store(stores[0])

@@ -125,6 +125,19 @@ class HandStore:
             raise CorruptStoreError(f"{self.path}: samples {_span(wanted)} hold invalid values ({error}); "
                                     f"`synthgen verify` checks the whole store") from None
 
+    def read_depth(self, index: int | slice | np.ndarray | list[int]) -> np.ndarray:
+        """Depth alone at an index, slice or index array, in the order asked, as stored (float16),
+        checked as `read_array` checks it."""
+        indices = self._indices(index)
+        if not self.complete:
+            self._require_written(indices)
+        wanted, inverse = np.unique(indices, return_inverse=True)
+        depth = self._decode("depth", lambda array: _take(array, wanted, inverse))
+        if depth.size and not (depth.min() >= -1 and depth.max() <= 1):
+            raise CorruptStoreError(f"{self.path}: depth of samples {_span(wanted)} lies outside [-1, 1] or is NaN; "
+                                    f"`synthgen verify` checks the whole store")
+        return depth
+
     def read_array(self, name: str) -> np.ndarray:
         """One whole array (depth as stored, float16), checked as `read` checks a batch."""
         if name not in self.arrays:

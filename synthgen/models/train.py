@@ -47,7 +47,9 @@ CSV_COLUMNS = ("step", "stage", "stage_step", *LOSS_COLUMNS, "lr", "samples_per_
 
 @dataclass
 class TrainingData:
-    """In-memory training arrays (any float dtype for depth; cast per batch).
+    """Training arrays (any float dtype for depth; cast per batch). Depth may be any (N, S, S)
+    array-like that takes sorted index arrays and slices: a numpy array, or the stores
+    themselves (synthgen.data.loading.StoreDepth).
 
     depth (N, S, S) normalised to [-1, 1], background +1; pose (N, J, 3) mm camera
     coordinates in `joint_layout` (a key of conventions.LAYOUTS, which the trained model keeps);
@@ -449,7 +451,9 @@ def _trajectory(recipe: dict) -> dict:
     """The parts of a recipe dict that shape the training trajectory (not logging, evaluation
     or the final BN re-estimation): what must match for `resume`."""
     runtime = {k: v for k, v in recipe["runtime"].items() if k in ("precision", "channels_last")}
-    return {k: v for k, v in recipe.items() if k not in ("name", "out_dir", "runtime", "eval")} | {"runtime": runtime}
+    data = {k: v for k, v in recipe["data"].items() if k != "in_memory"}  # where depth is read from
+    return {k: v for k, v in recipe.items() if k not in ("name", "out_dir", "runtime", "eval")} | {
+        "runtime": runtime, "data": data}
 
 
 def _latest_checkpoint(out_dir: Path) -> Path | None:
