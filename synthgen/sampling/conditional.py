@@ -36,8 +36,8 @@ def check_layout(layout: str, model_layout: str = "hands2017") -> None:
         raise InputError(f"unknown joint layout {layout!r} (known: {', '.join(LAYOUTS)})")
     if model_layout != "hands2017":
         if layout != model_layout:
-            raise InputError(f"this model's poses are {model_layout} joints; give poses in that layout "
-                             f"(--layout {model_layout})")
+            raise InputError(f"{layout}: this model's poses are {model_layout} joints; give poses in that layout",
+                             option="layout")
     elif not LAYOUTS[layout].exact:
         raise InputError(f"layout {layout!r} cannot be converted: its {LAYOUTS[layout].num_joints} joints do not "
                          f"determine synthgen's 21 canonical joints (use hands2017 or msra poses)")
@@ -55,8 +55,8 @@ def load_poses(path: str | Path, layout: str = "hands2017", model_layout: str = 
 
         store = open_store(path)
         if layout not in ("hands2017", store.joint_layout):  # the store names its own layout
-            raise InputError(f"{path}: the store says its joints are {store.joint_layout}; "
-                             f"--layout {layout} does not apply")
+            raise InputError(f"{layout} does not apply: the store {path} says its joints are {store.joint_layout}",
+                             option="layout")
         if store.joint_layout != model_layout:
             raise InputError(f"{path}: the store holds {store.joint_layout} joints, the model takes {model_layout}")
         joints = store.read_array("pose")
@@ -171,7 +171,7 @@ def _check_joint_angles(joints: np.ndarray, path: Path) -> None:
             row = int(np.argmax(bad))
             worst = ", ".join(f"{ANGLE_NAMES[FLEXION_DOFS[k]]} +{excess[row, k]:.0f}°" for k in np.flatnonzero(past[row]))
             raise InputError(f"{path}: pose {start + row} bends {int(past[row].sum())} joints more than "
-                             f"{ANGLE_TOLERANCE_DEG:.0f}° past their limits ({worst}); wrong --layout, or not a hand?")
+                             f"{ANGLE_TOLERANCE_DEG:.0f}° past their limits ({worst}); a wrong joint layout, or not a hand?")
 
 
 def as_model_joints(joints: np.ndarray, num_joints: int) -> np.ndarray:

@@ -109,8 +109,8 @@ def load_model(path: str | Path | None = None):
 
     if path is None:
         if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise InputError(f"no --model given and the default model {DEFAULT_MODEL_DIR} is not installed; "
-                             f"pass --model DIR (a directory with config.json + model.safetensors)")
+            raise InputError(f"not given and the default model {DEFAULT_MODEL_DIR} is not installed: name a directory "
+                             f"with config.json + model.safetensors", option="model")
         path = DEFAULT_MODEL_DIR
     try:
         return load(path)
