@@ -593,6 +593,18 @@ def _write_path(kind: str, codes, centers, net, pipeline, *, out: Path | None, v
     typer.echo(f"wrote {len(codes)} frames ({params['mode']}) to {targets} in {elapsed:.1f} s")
 
 
+def _path_pipeline(out: Path | None, video: Path | None, overwrite: bool, steps: int, model: Path | None,
+                   device: Device):
+    """Shared start of `interpolate` and `walk`: refuse bad outputs, then the model and its exact pipeline."""
+    from synthgen.sampling import SamplingPipeline, load_model, resolve_device
+
+    tune_process()
+    _check_path_outputs(out, video, overwrite, steps)
+    dev = resolve_device(device.value)
+    net = load_model(model)
+    return net, SamplingPipeline(net, device=dev)
+
+
 def _check_path_outputs(out: Path | None, video: Path | None, overwrite: bool, frames: int) -> None:
     from synthgen.sampling.video import check_video_path
 
@@ -619,14 +631,10 @@ def interpolate(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
 ) -> None:
     """Interpolate between two poses / samples in latent space (linear or slerp) → store and/or video."""
-    tune_process()
-    from synthgen.sampling import SamplingPipeline, interpolate_codes, load_model, resolve_device, resolve_endpoint
+    from synthgen.sampling import interpolate_codes, resolve_endpoint
     from synthgen.sampling.interpolate import interpolate_centers
 
-    _check_path_outputs(out, video, overwrite, steps)
-    dev = resolve_device(device.value)
-    net = load_model(model)
-    pipeline = SamplingPipeline(net, device=dev)
+    net, pipeline = _path_pipeline(out, video, overwrite, steps, model, device)
     a = resolve_endpoint(from_, pipeline, layout=layout.value)
     b = resolve_endpoint(to, pipeline, layout=layout.value)
     codes = interpolate_codes(a.code, b.code, steps, mode.value)
@@ -653,14 +661,9 @@ def walk(
     root: RootOption = RootRule.auto,
 ) -> None:
     """A smooth random walk through the prior (underdamped Langevin) → store and/or video."""
-    tune_process()
-    from synthgen.sampling import SamplingPipeline, load_model, resolve_device
     from synthgen.sampling.walk import walk_path
 
-    _check_path_outputs(out, video, overwrite, steps)
-    dev = resolve_device(device.value)
-    net = load_model(model)
-    pipeline = SamplingPipeline(net, device=dev)
+    net, pipeline = _path_pipeline(out, video, overwrite, steps, model, device)
     path = walk_path(net, steps, step_size, seed, prior=prior.value, root=root.value, camera=camera.value)
     codes, centers, params = path.codes, path.centers, {**path.params, "model": _model_params(model)}
     _write_path("walk", codes, centers, net, pipeline, out=out, video=video, fps=fps, overwrite=overwrite,

@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -533,18 +534,19 @@ def _build(r: Recipe, data: TrainingData, split: Split) -> tuple[CrossingNets, T
 
 
 @dataclass
-class _Stage:
+class _Stage(ABC):
     """One training stage: its place in STAGES, its steps and batch size, and one step of it."""
 
     index: int
     steps: int
     batch: int
     name = ""
-    freezes_vae = False  # the pose side is fixed from here on (codes are computed once, in `begin`)
+    freezes_vae = False  # the pose side is fixed from here on (`_StageRun.run` then computes the codes once)
 
+    @abstractmethod
     def step(self, trainer: Trainer, opt: dict, labeled: EpochSampler, unlabeled: EpochSampler | None,
              step: int, gen: torch.Generator) -> dict:
-        raise NotImplementedError
+        """One optimisation step on batch `step` of the stage's samplers; returns the logged losses."""
 
 
 class _VaeStage(_Stage):
