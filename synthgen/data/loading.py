@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthgen.data.reader import open_store
+from synthgen.data.reader import HandStore, open_store
 from synthgen.errors import InputError
 
 
@@ -49,10 +49,15 @@ def load_arrays(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     _check_compatible(stores)
     # read_array: damaged chunks and NaN / out-of-range values are refused here, not trained on.
     depth = np.concatenate([s.read_array("depth").astype(np.float16, copy=False) for s in stores])
+    return (depth, *_labels(stores, paths))
+
+
+def _labels(stores: list[HandStore], paths: list[Path]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The stores' poses and centres, whole (float32), and the digest naming them in order."""
     pose = np.concatenate([s.read_array("pose") for s in stores]).astype(np.float32, copy=False)
     center = np.concatenate([s.read_array("center") for s in stores]).astype(np.float32, copy=False)
     digest = hashlib.sha256("".join(store_digest(p) for p in paths).encode()).hexdigest()
-    return depth, pose, center, digest
+    return pose, center, digest
 
 
 class StoreDepth:
@@ -68,8 +73,8 @@ class StoreDepth:
     ndim = 3
     dtype = np.dtype(np.float16)
 
-    def __init__(self, paths: list[Path]) -> None:
-        self.stores = [open_store(p) for p in paths]
+    def __init__(self, stores: list[HandStore]) -> None:
+        self.stores = stores
         sizes = np.array([len(s) for s in self.stores], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(sizes)])
         size = self.stores[0].metadata.crop_size
@@ -96,7 +101,4 @@ def load_labels(paths: list[Path]) -> tuple[StoreDepth, np.ndarray, np.ndarray, 
     (264 bytes a sample) are read whole."""
     stores = [open_store(p) for p in paths]
     _check_compatible(stores)
-    pose = np.concatenate([s.read_array("pose") for s in stores]).astype(np.float32, copy=False)
-    center = np.concatenate([s.read_array("center") for s in stores]).astype(np.float32, copy=False)
-    digest = hashlib.sha256("".join(store_digest(p) for p in paths).encode()).hexdigest()
-    return StoreDepth(paths), pose, center, digest
+    return (StoreDepth(stores), *_labels(stores, paths))

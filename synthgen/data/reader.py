@@ -113,11 +113,7 @@ class HandStore:
 
         Indices are read sorted and de-duplicated, so each chunk is decoded once per call.
         """
-        indices = self._indices(index)
-        if not self.complete:
-            self._require_written(indices)
-        wanted, inverse = np.unique(indices, return_inverse=True)
-        arrays = {name: self._decode(name, lambda array: _take(array, wanted, inverse)) for name in self.arrays}
+        wanted, arrays = self._rows(index, list(self.arrays))
         try:
             return SampleBatch(depth=arrays["depth"].astype(np.float32), pose=arrays["pose"],
                                center=arrays["center"], latent=arrays.get("latent"), joint_layout=self.joint_layout)
@@ -128,15 +124,8 @@ class HandStore:
     def read_depth(self, index: int | slice | np.ndarray | list[int]) -> np.ndarray:
         """Depth alone at an index, slice or index array, in the order asked, as stored (float16),
         checked as `read_array` checks it."""
-        indices = self._indices(index)
-        if not self.complete:
-            self._require_written(indices)
-        wanted, inverse = np.unique(indices, return_inverse=True)
-        depth = self._decode("depth", lambda array: _take(array, wanted, inverse))
-        if depth.size and not (depth.min() >= -1 and depth.max() <= 1):
-            raise CorruptStoreError(f"{self.path}: depth of samples {_span(wanted)} lies outside [-1, 1] or is NaN; "
-                                    f"`synthgen verify` checks the whole store")
-        return depth
+        wanted, arrays = self._rows(index, ["depth"])
+        return self._checked("depth", arrays["depth"], f"depth of samples {_span(wanted)}")
 
     def read_array(self, name: str) -> np.ndarray:
         """One whole array (depth as stored, float16), checked as `read` checks a batch."""
@@ -144,13 +133,24 @@ class HandStore:
             raise SampleIndexError(f"{self.path} has no array {name!r} (it has {', '.join(self.arrays)})")
         if not self.complete and self.missing_chunks():
             self._require_written(np.arange(self.num_samples))
-        values = self._decode(name, lambda array: array[:])
-        if not values.size:
-            return values
-        valid = bool(values.min() >= -1 and values.max() <= 1) if name == "depth" else np.isfinite(values).all()
-        if not valid:  # (min/max propagate NaN, so the depth test also catches NaN)
-            what = "depth outside [-1, 1]" if name == "depth" else "NaN/inf values"
-            raise CorruptStoreError(f"{self.path}: {name} holds {what}; `synthgen verify` checks the whole store")
+        return self._checked(name, self._decode(name, lambda array: array[:]), name)
+
+    def _rows(self, index, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(the sorted unique sample indices read, {name: values in the order asked}) of `index`."""
+        indices = self._indices(index)
+        if not self.complete:
+            self._require_written(indices)
+        wanted, inverse = np.unique(indices, return_inverse=True)
+        return wanted, {name: self._decode(name, lambda array: _take(array, wanted, inverse)) for name in names}
+
+    def _checked(self, name: str, values: np.ndarray, what: str) -> np.ndarray:
+        """`values` of array `name`, refused if no writer could have written them: depth outside
+        [-1, 1] (min/max propagate NaN, so NaN too), other arrays non-finite."""
+        if values.size:
+            valid = bool(values.min() >= -1 and values.max() <= 1) if name == "depth" else np.isfinite(values).all()
+            if not valid:
+                holds = "values outside [-1, 1] (or NaN)" if name == "depth" else "NaN/inf values"
+                raise CorruptStoreError(f"{self.path}: {what} holds {holds}; `synthgen verify` checks the whole store")
         return values
 
     def _decode(self, name: str, read) -> np.ndarray:
