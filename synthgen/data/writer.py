@@ -353,7 +353,8 @@ class StoreWriter:
         Steps, each atomic: (1) one attribute write sets complete = true and the checksums
         gathered from the chunk markers, (2) `.progress/` is deleted, (3) the arrays' metadata is
         consolidated into the group's (one file write), (4) the directory is renamed. A crash after
-        (1) leaves a working directory marked complete, which `resume` finalizes from step (2). With `overwrite`, an existing store is moved aside, the new one renamed
+        (1) leaves a working directory marked complete, which `resume` finalizes from step (2).
+        With `overwrite`, an existing store is moved aside, the new one renamed
         into place and only then the old one deleted, so a crash in between leaves
         `<path>.replaced-*` behind.
         """
